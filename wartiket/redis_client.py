@@ -1,0 +1,36 @@
+"""The one Redis client the war engine uses (redis-py with hiredis), shared per process.
+
+Separate from django-redis' cache client so the hot path has its own pool and plain ``str`` replies.
+"""
+
+from __future__ import annotations
+
+import os
+
+import redis
+from django.conf import settings
+
+_client: redis.Redis | None = None
+_client_pid: int | None = None
+
+
+def get_redis() -> redis.Redis:
+    global _client, _client_pid
+    # A pool inherited over fork() would share sockets between processes: rebuild it per pid.
+    if _client is None or _client_pid != os.getpid():
+        _client = redis.Redis.from_url(
+            settings.REDIS_URL,
+            decode_responses=True,
+            socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
+            socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
+            health_check_interval=30,
+            max_connections=256,
+        )
+        _client_pid = os.getpid()
+    return _client
+
+
+def reset_redis() -> None:
+    """Forget the client (tests that point settings at another server)."""
+    global _client
+    _client = None
