@@ -1,0 +1,63 @@
+"""DRF authentication for the API.
+
+``ApiTokenAuthentication`` (``Authorization: Token <key>``) returns the real ``User`` for ordinary
+endpoints. The war endpoint uses the ``Cached*`` classes instead: they return a ``Principal`` built from
+Redis, so a rejected attempt never queries PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from rest_framework import authentication, exceptions
+
+from accounts.models import ApiToken, hash_secret
+from accounts.services import identity
+
+
+def _token_from_header(request) -> str | None:
+    parts = authentication.get_authorization_header(request).split()
+    if not parts or parts[0].lower() != b"token":
+        return None
+    if len(parts) != 2:
+        raise exceptions.AuthenticationFailed("Authorization header must be 'Token <key>'.")
+    try:
+        return parts[1].decode()
+    except UnicodeError as exc:
+        raise exceptions.AuthenticationFailed("Invalid token characters.") from exc
+
+
+class ApiTokenAuthentication(authentication.BaseAuthentication):
+    keyword = "Token"
+
+    def authenticate(self, request):
+        raw = _token_from_header(request)
+        if raw is None:
+            return None
+        token = ApiToken.objects.select_related("user").filter(key_hash=hash_secret(raw)).first()
+        if token is None or not token.user.is_active:
+            raise exceptions.AuthenticationFailed("Invalid or revoked token.")
+        return token.user, token
+
+    def authenticate_header(self, request):
+        return self.keyword
+
+
+class CachedTokenAuthentication(ApiTokenAuthentication):
+    def authenticate(self, request):
+        raw = _token_from_header(request)
+        if raw is None:
+            return None
+        principal = identity.principal_for_token(raw)
+        if principal is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked token.")
+        return principal, raw
+
+
+class CachedSessionAuthentication(authentication.SessionAuthentication):
+    """Session login with CSRF enforced, like DRF's, but the user comes from the Redis identity cache."""
+
+    def authenticate(self, request):
+        principal = identity.principal_for_session(request._request.session)
+        if principal is None:
+            return None
+        self.enforce_csrf(request)
+        return principal, None

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.db import models
+from django.db.models.functions import Lower
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from accounts.validators import validate_nik
+
+
+class UserManager(BaseUserManager):
+    use_in_migrations = True
+
+    def _create_user(self, email, password, **extra):
+        if not email:
+            raise ValueError("An email address is required")
+        user = self.model(email=self.normalize_email(email).lower(), **extra)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_user(self, email, password=None, **extra):
+        extra.setdefault("is_staff", False)
+        extra.setdefault("is_superuser", False)
+        return self._create_user(email, password, **extra)
+
+    def create_superuser(self, email, password=None, **extra):
+        extra.setdefault("is_staff", True)
+        extra.setdefault("is_superuser", True)
+        return self._create_user(email, password, **extra)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    email = models.EmailField(_("email"), unique=True)
+    full_name = models.CharField(_("nama lengkap"), max_length=150)
+    phone = models.CharField(_("nomor HP"), max_length=20, blank=True)
+    # NULL rather than "" for "no NIK yet", so the unique constraint only binds real numbers.
+    nik = models.CharField("NIK", max_length=16, unique=True, null=True, blank=True, validators=[validate_nik])
+    is_staff = models.BooleanField(default=False)
+    is_active = models.BooleanField(default=True)
+    # Buyers made by `simulate_war`; `simulate_war --cleanup` removes them and their tickets.
+    is_rehearsal = models.BooleanField(default=False, db_index=True)
+    date_joined = models.DateTimeField(default=timezone.now)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS = ["full_name"]
+
+    class Meta:
+        constraints = [models.UniqueConstraint(Lower("email"), name="user_email_ci_unique")]
+
+    def __str__(self) -> str:
+        return self.email
+
+    def get_full_name(self) -> str:
+        return self.full_name
+
+    def get_short_name(self) -> str:
+        return self.full_name.split(" ")[0] if self.full_name else self.email
+
+    def save(self, *args, **kwargs):
+        self.email = (self.email or "").lower()
+        self.nik = self.nik or None
+        super().save(*args, **kwargs)
+
+
+def hash_secret(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class ApiToken(models.Model):
+    """A bearer token for the API (``Authorization: Token …``). Only its SHA-256 is stored."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    prefix = models.CharField(max_length=8, editable=False, help_text="First characters, to tell tokens apart")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+    @staticmethod
+    def new_key() -> str:
+        return "wt_" + secrets.token_urlsafe(30)
+
+    @classmethod
+    def build(cls, user: User, name: str = "") -> tuple[ApiToken, str]:
+        """An unsaved token and its raw key; the key is shown once and never stored."""
+        raw = cls.new_key()
+        return cls(user=user, name=name, key_hash=hash_secret(raw), prefix=raw[:8]), raw
+
+    @classmethod
+    def issue(cls, user: User, name: str = "") -> str:
+        token, raw = cls.build(user, name)
+        token.save()
+        return raw

@@ -1,0 +1,86 @@
+"""Register, login, logout and profile pages."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.db import IntegrityError, transaction
+from django.shortcuts import redirect, render
+from django.template import TemplateDoesNotExist
+from django.template.loader import get_template
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+
+from accounts.forms import LoginForm, ProfileForm, RegisterForm
+
+TELEGRAM_TEMPLATE = "notifications/telegram_connect.html"
+
+
+def _next_url(request, default: str) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if url_has_allowed_host_and_scheme(target, {request.get_host()}, require_https=request.is_secure()):
+        return target
+    return default
+
+
+def _save_or_explain(form):
+    """Save the form; a NIK or email taken by a concurrent request becomes a form error, not a 500."""
+    try:
+        with transaction.atomic():
+            return form.save()
+    except IntegrityError:
+        # Two sign-ups with the same NIK or email can both pass the form check; the constraint decides.
+        form.add_error(None, _("NIK atau email ini baru saja dipakai akun lain. Periksa lalu coba lagi."))
+        return None
+
+
+def register(request):
+    if request.user.is_authenticated:
+        return redirect(_next_url(request, "queueing:home"))
+    form = RegisterForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        # Account and sign-in as one step: if the session store is down, the 503 keeps no account the
+        # buyer would then find "already registered" on retrying.
+        with transaction.atomic():
+            user = _save_or_explain(form)
+            if user is not None:
+                login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        if user is not None:
+            welcome = _("Selamat datang, %(name)s! Akun Anda siap ikut war.") % {"name": user.full_name}
+            messages.success(request, welcome)
+            return redirect(_next_url(request, "queueing:home"))
+    return render(request, "accounts/register.html", {"form": form, "next": _next_url(request, "")})
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "accounts/login.html"
+    authentication_form = LoginForm
+    redirect_authenticated_user = True
+
+
+class LogoutView(auth_views.LogoutView):
+    """POST only (Django's rule): a link or an image tag cannot log anyone out."""
+
+
+@login_required
+def profile(request):
+    form = ProfileForm(request.POST or None, instance=request.user)
+    if request.method == "POST" and form.is_valid() and _save_or_explain(form) is not None:
+        messages.success(request, _("Profil disimpan."))
+        return redirect(_next_url(request, "accounts:profile"))
+    return render(
+        request,
+        "accounts/profile.html",
+        {"form": form, "next": _next_url(request, ""), "telegram_template": _telegram_template()},
+    )
+
+
+def _telegram_template() -> str | None:
+    """The Telegram issue's connect box, once it exists; until then the profile says it is coming."""
+    try:
+        get_template(TELEGRAM_TEMPLATE)
+    except TemplateDoesNotExist:
+        return None
+    return TELEGRAM_TEMPLATE
