@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import datetime
+
+from django import forms
+from django.contrib import admin, messages
+from django.db import transaction
+from django.utils import timezone
+from django.utils.html import format_html
+
+from queueing.models import BypassToken, BypassUse, Location, Slot, Ticket
+from queueing.services import bypass, quota, reservations
+from queueing.services.errors import ReservationError
+
+
+class SlotForm(forms.ModelForm):
+    class Meta:
+        model = Slot
+        fields = ["location", "date", "time_label", "quota", "war_opens_at", "war_closes_at"]
+
+    def clean_quota(self):
+        new_quota = self.cleaned_data["quota"]
+        try:
+            quota.check_quota_change(self.instance, new_quota)
+        except quota.QuotaError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+        return new_quota
+
+
+class SlotInline(admin.TabularInline):
+    model = Slot
+    form = SlotForm
+    extra = 0
+    fields = ["date", "time_label", "quota", "war_opens_at", "war_closes_at", "remaining"]
+    readonly_fields = ["remaining"]
+
+    @admin.display(description="remaining (Redis)")
+    def remaining(self, slot):
+        return quota.remaining_for([slot]).get(slot.pk) if slot.pk else "—"
+
+
+@admin.register(Location)
+class LocationAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "active"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [SlotInline]
+
+
+@admin.register(Slot)
+class SlotAdmin(admin.ModelAdmin):
+    form = SlotForm
+    list_display = ["location", "date", "time_label", "quota", "remaining", "war_opens_at", "closes_at"]
+    list_filter = ["location", "date"]
+    date_hierarchy = "date"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("location")
+
+    @admin.display(description="remaining (Redis)")
+    def remaining(self, slot):
+        value = quota.remaining_for([slot]).get(slot.pk)
+        return "not in Redis — run sync_quota" if value is None else value
+
+
+@admin.register(Ticket)
+class TicketAdmin(admin.ModelAdmin):
+    list_display = ["code", "queue_number", "slot", "user", "status", "reserved_at"]
+    list_filter = ["status", "slot__location", "slot__date", "slot"]
+    search_fields = ["code", "user__email", "user__nik"]
+    list_select_related = ["slot", "slot__location", "user"]
+    readonly_fields = ["slot", "user", "queue_number", "code", "status", "reserved_at", "created_at", "cancelled_at"]
+    actions = ["check_in", "cancel"]
+
+    def has_add_permission(self, request):
+        # Tickets come only from the war (or reconcile): a hand-made row would bypass the quota.
+        return False
+
+    # Status changes go through the services (never a raw edit): a cancellation must free the Redis seat.
+    @admin.action(description="Check in selected tickets")
+    def check_in(self, request, queryset):
+        done = sum(reservations.check_in(code) for code in queryset.values_list("code", flat=True))
+        self.message_user(request, f"{done} ticket(s) checked in.")
+
+    @admin.action(description="Cancel selected tickets (frees their seats)")
+    def cancel(self, request, queryset):
+        done = 0
+        for code in queryset.filter(status=Ticket.Status.ACTIVE).values_list("code", flat=True):
+            try:
+                reservations.cancel(None, code, reason="staff")
+                done += 1
+            except ReservationError as exc:
+                self.message_user(request, f"{code}: {exc.message}", level=messages.ERROR)
+        self.message_user(request, f"{done} ticket(s) cancelled.")
+
+
+class BypassTokenForm(forms.ModelForm):
+    class Meta:
+        model = BypassToken
+        fields = ["name", "slot", "expires_at", "revoked"]
+
+
+@admin.register(BypassToken)
+class BypassTokenAdmin(admin.ModelAdmin):
+    form = BypassTokenForm
+    list_display = ["name", "prefix", "slot", "expires_at", "revoked", "uses_count"]
+    readonly_fields = ["prefix", "created_by", "created_at"]
+
+    def get_changeform_initial_data(self, request):
+        return {"expires_at": timezone.now() + datetime.timedelta(days=1)}
+
+    @admin.display(description="uses")
+    def uses_count(self, token):
+        return token.uses.count()
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return super().save_model(request, obj, form, change)
+        with transaction.atomic():
+            token, raw = bypass.issue(obj.name, expires_at=obj.expires_at, slot=obj.slot, created_by=request.user)
+        obj.pk = token.pk
+        messages.warning(
+            request,
+            format_html(
+                "Bypass token (shown once, copy it now): <code>{}</code> — send it as header "
+                "<code>X-War-Bypass</code>.",
+                raw,
+            ),
+        )
+
+
+@admin.register(BypassUse)
+class BypassUseAdmin(admin.ModelAdmin):
+    list_display = ["used_at", "token", "user", "slot", "outcome"]
+    list_filter = ["token", "outcome"]
+    list_select_related = ["token", "user", "slot", "slot__location"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

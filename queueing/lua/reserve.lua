@@ -1,0 +1,99 @@
+--[[ reserve.lua: hand one queue number to one buyer, atomically, in one round trip.
+
+The only clock that decides is Redis TIME: app servers' clocks never take part.
+
+KEYS (all share the war-day hash tag {w:YYYY-MM-DD}, so the script runs unchanged on Redis Cluster)
+  1 slot       HASH  quota, opens (ms), closes (ms), next (next never-issued number), sold, ver
+  2 free       ZSET  numbers freed by cancellation, score = number (reissued lowest first)
+  3 holders    HASH  user id -> "number|code|reserved_ms|committed"
+  4 day        HASH  user id -> "slot id|code" (one ticket per person per war day)
+  5 journal    STREAM every reservation and release, for reconcile after a crash
+  6 stats      HASH  outcome -> count (war room)
+  7 rl_user    STRING attempts by this user in the current window
+  8 rl_ip      STRING attempts from this client address in the current window
+ARGV
+  1 user id   2 new ticket code   3 slot id   4 bypass time gate ("1"/"0")   5 one per day ("1"/"0")
+  6 user limit   7 ip limit   8 window ms   (a limit of 0 turns that limit off)
+Returns {outcome, now_ms, ...}
+  rate_limited     retry_after_ms
+  not_ready                                    (slot keys missing: Redis lost them; run sync_quota)
+  too_early        opens_ms
+  already_reserved holder ("number|code|reserved_ms|committed"), remaining
+  closed           closes_ms
+  one_per_day      "slot id|code" of the other ticket
+  sold_out
+  drift                                        (counters contradict each other: refuse, never guess)
+  reserved         number, code, remaining, version
+
+Rate-limit and war-room counters are bookkeeping and count every attempt; the reservation state
+(numbers, holders, journal) is written only after every check has passed.
+]]
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local uid, code, slot_id = ARGV[1], ARGV[2], ARGV[3]
+local bypass, one_per_day = ARGV[4] == '1', ARGV[5] == '1'
+local window = tonumber(ARGV[8])
+
+local function done(outcome, a, b, c, d)
+  redis.call('HINCRBY', KEYS[6], outcome, 1)
+  return {outcome, now, a, b, c, d}
+end
+
+-- Fixed-window counter. Returns the milliseconds until the window ends when over the limit, else false.
+local function over_limit(key, limit)
+  if limit <= 0 then return false end
+  local count = redis.call('INCR', key)
+  if count == 1 then redis.call('PEXPIRE', key, window) end
+  if count <= limit then return false end
+  local ttl = redis.call('PTTL', key)
+  if ttl < 0 then
+    redis.call('PEXPIRE', key, window)
+    ttl = window
+  end
+  return ttl
+end
+
+local wait = over_limit(KEYS[8], tonumber(ARGV[7])) or over_limit(KEYS[7], tonumber(ARGV[6]))
+if wait then return done('rate_limited', wait) end
+
+local meta = redis.call('HMGET', KEYS[1], 'quota', 'opens', 'closes', 'next', 'sold')
+if not meta[1] then return done('not_ready') end
+local quota, opens, closes = tonumber(meta[1]), tonumber(meta[2]), tonumber(meta[3])
+local next_number, sold = tonumber(meta[4]), tonumber(meta[5])
+
+if not bypass and now < opens then return done('too_early', opens) end
+
+local holder = redis.call('HGET', KEYS[3], uid)
+if holder then return done('already_reserved', holder, quota - sold) end
+
+if not bypass and now >= closes then return done('closed', closes) end
+
+if one_per_day then
+  local other = redis.call('HGET', KEYS[4], uid)
+  -- A day entry naming this very slot without a holder is stale (e.g. left by a rebuild): ignore it.
+  if other and string.sub(other, 1, string.len(slot_id) + 1) ~= slot_id .. '|' then
+    return done('one_per_day', other)
+  end
+end
+
+if sold >= quota then return done('sold_out') end
+
+local lowest_free = redis.call('ZRANGE', KEYS[2], 0, 0)
+local number = next_number
+if #lowest_free > 0 then number = tonumber(lowest_free[1]) end
+if number < 1 or number > quota then return done('drift') end
+
+-- Every check passed: from here on, write.
+if #lowest_free > 0 then
+  redis.call('ZREM', KEYS[2], lowest_free[1])
+else
+  redis.call('HINCRBY', KEYS[1], 'next', 1)
+end
+redis.call('HINCRBY', KEYS[1], 'sold', 1)
+local version = redis.call('HINCRBY', KEYS[1], 'ver', 1)
+redis.call('HSET', KEYS[3], uid, number .. '|' .. code .. '|' .. now .. '|0')
+redis.call('HSET', KEYS[4], uid, slot_id .. '|' .. code)
+redis.call('XADD', KEYS[5], '*', 'op', 'reserve', 'slot', slot_id, 'user', uid,
+  'number', number, 'code', code, 'ts', now)
+return done('reserved', number, code, quota - sold - 1, version)
