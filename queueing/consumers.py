@@ -1,0 +1,58 @@
+"""WebSockets: a slot's live remaining quota, for anyone watching its war page (anonymous viewers too)."""
+
+from __future__ import annotations
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from queueing.services import fanout, live
+
+# Close code for "no such slot" (4000-4999 are the application's own).
+CLOSE_UNKNOWN_SLOT = 4404
+
+
+class SlotConsumer(AsyncJsonWebsocketConsumer):
+    """``/ws/slots/<id>/``: the current state on connect, then every change ``live_quota`` pushes.
+
+    Changes arrive through this process's fan-out hub (``services/fanout.py``), not through a channel
+    of the consumer's own: a viewer costs the channel layer nothing.
+    """
+
+    # No channel per viewer (Channels gives a consumer none when its alias names no configured layer).
+    channel_layer_alias = None
+
+    async def connect(self):
+        self.slot_id = int(self.scope["url_route"]["kwargs"]["slot_id"])
+        self.version = -1
+        await self.accept()
+        # Join before reading: a change landing between the two then arrives through the hub (dropped
+        # by push() if the read already covered it) instead of being missed until the next change.
+        self.hub = fanout.hub()
+        await self.hub.add(self.slot_id, self)
+        state = await database_sync_to_async(live.read_state)(self.slot_id)
+        if state is None:
+            self.hub.discard(self.slot_id, self)
+            await self.close(code=CLOSE_UNKNOWN_SLOT)
+            return
+        if self._newer(state.version):
+            await self.send_json(state.message())
+
+    async def disconnect(self, code):
+        if hasattr(self, "hub"):
+            self.hub.discard(self.slot_id, self)
+
+    async def receive_json(self, content, **kwargs):
+        # Viewers only listen; the war itself goes through POST /api/war.
+        pass
+
+    async def push(self, version: int, text: str) -> None:
+        """Called by the hub with a state already encoded once for all viewers of the slot."""
+        if self._newer(version):
+            await self.send(text_data=text)
+
+    def _newer(self, version: int) -> bool:
+        # The hub may deliver a state before the initial read, or repeat a settled one: only newer ones go out.
+        if version <= self.version:
+            return False
+        self.version = version
+        return True

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from queueing.services.live import Broadcaster
+
+
+class Command(BaseCommand):
+    help = (
+        "Push live remaining quota to open war pages: every --interval-ms, read every slot's counters from "
+        "Redis in one round trip and send each slot whose version changed to its WebSocket group "
+        "(slot-<id>). Run exactly one alongside the web servers for as long as they serve (`make run` "
+        "starts it); without it pages fall back to what they load and poll. Stops cleanly on SIGTERM/Ctrl-C."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--interval-ms",
+            type=int,
+            default=getattr(settings, "WAR_LIVE_INTERVAL_MS", 250),
+            help="Time between reads: the most a viewer waits for a change, and 1000/interval is the most "
+            "messages per second a viewer gets (default WAR_LIVE_INTERVAL_MS, 250)",
+        )
+        parser.add_argument("--once", action="store_true", help="Do one round, print what was sent, and exit")
+
+    def handle(self, *args, interval_ms=250, once=False, **options):
+        if interval_ms < 50:
+            self.stderr.write("--interval-ms must be at least 50")
+            raise SystemExit(2)
+        if once:
+            sent = asyncio.run(Broadcaster().tick())
+            for message in sent:
+                self.stdout.write(
+                    f"slot {message['slot']}: remaining {message['remaining']} ({message['state']}), "
+                    f"version {message['version']}"
+                )
+            self.stdout.write(f"live_quota: {len(sent)} message(s) sent")
+            return
+        started = time.monotonic()
+        total = asyncio.run(self._serve(interval_ms / 1000))
+        self.stdout.write(f"live_quota stopped: {total} message(s) sent in {time.monotonic() - started:.0f}s")
+
+    async def _serve(self, interval: float) -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        self.stdout.write(f"live_quota: pushing changed slots every {interval * 1000:.0f} ms (Ctrl-C stops)")
+        self.stdout.flush()
+        return await Broadcaster().run(stop, interval=interval)

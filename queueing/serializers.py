@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from queueing.models import TIME_LABEL_RE, Slot, Ticket
+
+
+class WarRequestSerializer(serializers.Serializer):
+    """The seed's body: ``{"location_id": "graha-dipta", "time_slot": "10:00"}`` plus optional date."""
+
+    location_id = serializers.SlugField(max_length=64)
+    time_slot = serializers.RegexField(
+        TIME_LABEL_RE, max_length=5, error_messages={"invalid": "Use HH:MM, e.g. 10:00."}
+    )
+    date = serializers.DateField(required=False)
+    # Accepted for compatibility with the seed's curl; must name the caller, never someone else.
+    user_id = serializers.JSONField(required=False)
+
+    def validate_user_id(self, value):
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            raise serializers.ValidationError("Must be a string or an integer.")
+        return str(value)
+
+
+class SlotSerializer(serializers.ModelSerializer):
+    location = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    location_name = serializers.CharField(source="location.name", read_only=True)
+    time_slot = serializers.CharField(source="time_label", read_only=True)
+    war_closes_at = serializers.DateTimeField(source="closes_at", read_only=True)
+    remaining = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Slot
+        fields = [
+            "id",
+            "location",
+            "location_name",
+            "date",
+            "time_slot",
+            "quota",
+            "remaining",
+            "war_opens_at",
+            "war_closes_at",
+        ]
+
+    def get_remaining(self, slot) -> int | None:
+        return self.context.get("remaining", {}).get(slot.pk)
+
+
+class TicketSerializer(serializers.ModelSerializer):
+    location = serializers.CharField(source="slot.location.slug", read_only=True)
+    location_name = serializers.CharField(source="slot.location.name", read_only=True)
+    date = serializers.DateField(source="slot.date", read_only=True)
+    time_slot = serializers.CharField(source="slot.time_label", read_only=True)
+
+    class Meta:
+        model = Ticket
+        fields = ["code", "queue_number", "status", "location", "location_name", "date", "time_slot", "reserved_at"]

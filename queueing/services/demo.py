@@ -1,0 +1,96 @@
+"""Demo data for `make run`: Jakarta gold boutiques, slots for the coming days, one war about to open."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import User
+from accounts.validators import make_nik
+from queueing.models import Location, Slot, Ticket
+from queueing.services import quota
+
+LOCATIONS = [
+    ("graha-dipta", "Butik Emas LM Graha Dipta", "Jl. Pemuda No. 1, Pulo Gadung, Jakarta Timur"),
+    ("setiabudi-one", "Butik Emas LM Setiabudi One", "Jl. H.R. Rasuna Said Kav. 62, Setiabudi, Jakarta Selatan"),
+    ("puri-indah", "Butik Emas LM Puri Indah", "Jl. Puri Indah Raya Blok I, Kembangan, Jakarta Barat"),
+    ("gedung-antam", "Butik Emas LM Gedung Antam", "Jl. Letjen T.B. Simatupang No. 1, Tanjung Barat, Jakarta Selatan"),
+    ("bintaro", "Butik Emas LM Bintaro", "Jl. Bintaro Utama Sektor 3A, Tangerang Selatan"),
+]
+TIME_LABELS = {"08:00": 50, "10:00": 100, "13:00": 75}
+DAYS_AHEAD = 3
+# Wars for a day open at 15:00 the day before, the way the boutiques announce them.
+OPENS_AT = datetime.time(15, 0)
+DEMO_WAR = ("graha-dipta", "10:00")
+
+BUYERS = [
+    ("pembeli@example.com", "antre-dulu-2026", "Siti Rahmawati", "081234567801", 1, True),
+    ("pembeli2@example.com", "antre-dulu-2026", "Budi Santoso", "081234567802", 2, False),
+]
+STAFF = ("staf@example.com", "staf-wartiket-2026", "Staf War Tiket")
+
+
+@dataclass
+class DemoSummary:
+    demo_slot: Slot
+    logins: list[tuple[str, str, str]]
+
+
+def _user(email, password, full_name, **extra) -> User:
+    user = User.objects.filter(email=email).first()
+    if user is None:
+        user = User.objects.create_user(email, password, full_name=full_name, **extra)
+    return user
+
+
+@transaction.atomic
+def seed(*, demo_war_in: datetime.timedelta) -> DemoSummary:
+    tz = timezone.get_default_timezone()
+    today = timezone.localdate()
+    for slug, name, address in LOCATIONS:
+        location, _ = Location.objects.update_or_create(slug=slug, defaults={"name": name, "address": address})
+        for offset in range(1, DAYS_AHEAD + 1):
+            day = today + datetime.timedelta(days=offset)
+            opens = datetime.datetime.combine(day - datetime.timedelta(days=1), OPENS_AT, tzinfo=tz)
+            for label, size in TIME_LABELS.items():
+                Slot.objects.get_or_create(
+                    location=location,
+                    date=day,
+                    time_label=label,
+                    defaults={"quota": size, "war_opens_at": opens},
+                )
+
+    # The demo war is the slot the README's curl reaches (nearest graha-dipta 10:00 not yet over). Re-seeding
+    # moves its opening again only while nobody holds a ticket for it, so a fought war is left as it was.
+    now = timezone.now()
+    slug, label = DEMO_WAR
+    demo = next(
+        s for s in Slot.objects.filter(location__slug=slug, time_label=label).order_by("date") if s.closes_at > now
+    )
+    if not Ticket.objects.filter(slot=demo, status__in=Ticket.HOLDING).exists():
+        demo.war_opens_at = (now + demo_war_in).replace(microsecond=0)
+        demo.save(update_fields=["war_opens_at"])
+
+    logins = []
+    for email, password, full_name, phone, serial, female in BUYERS:
+        _user(
+            email,
+            password,
+            full_name,
+            phone=phone,
+            nik=make_nik(serial, birth=datetime.date(1990 + serial, 5, 17), female=female),
+        )
+        logins.append(("buyer", email, password))
+    email, password, full_name = STAFF
+    staff = _user(email, password, full_name)
+    if not staff.is_staff:
+        staff.is_staff = staff.is_superuser = True
+        staff.save(update_fields=["is_staff", "is_superuser"])
+    logins.append(("staff", email, password))
+
+    # sync_all also rebuilds the catalog.
+    transaction.on_commit(quota.sync_all)
+    return DemoSummary(demo, logins)

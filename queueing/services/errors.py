@@ -1,0 +1,55 @@
+"""Every way a war request can be refused, in one table (after pretix's CartError + error_messages).
+
+The API maps each code to its HTTP status here and nowhere else; pages use the same messages.
+"""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext_lazy as _
+
+# code -> (HTTP status, message shown to buyers)
+ERRORS: dict[str, tuple[int, str]] = {
+    "invalid": (400, _("Permintaan tidak valid.")),
+    "malformed_json": (400, _("Isi permintaan bukan JSON yang valid.")),
+    "not_authenticated": (401, _("Silakan masuk terlebih dahulu.")),
+    "too_early": (403, _("War belum dibuka. Tunggu hitung mundur selesai.")),
+    "closed": (403, _("War untuk slot ini sudah ditutup.")),
+    "nik_required": (403, _("Lengkapi NIK di profil Anda sebelum mengambil antrean.")),
+    "user_mismatch": (403, _("user_id tidak sesuai dengan akun yang masuk.")),
+    "bypass_invalid": (403, _("Token bypass tidak valid, kedaluwarsa, atau bukan untuk slot ini.")),
+    "forbidden": (403, _("Anda tidak boleh melakukan ini.")),
+    "csrf_failed": (403, _("Sesi formulir kedaluwarsa. Muat ulang halaman lalu coba lagi.")),
+    "unknown_slot": (404, _("Lokasi atau slot waktu tidak ditemukan.")),
+    "not_found": (404, _("Tidak ditemukan.")),
+    "method_not_allowed": (405, _("Metode tidak diizinkan.")),
+    "sold_out": (409, _("Kuota habis. Semua nomor antrean untuk slot ini sudah diambil.")),
+    "one_per_day": (409, _("Anda sudah memegang antrean lain pada hari yang sama.")),
+    "not_cancellable": (409, _("Tiket ini tidak bisa dibatalkan lagi.")),
+    "too_large": (413, _("Isi permintaan terlalu besar.")),
+    "unsupported_media_type": (415, _("Kirim permintaan sebagai application/json.")),
+    "rate_limited": (429, _("Terlalu banyak percobaan. Coba lagi sebentar lagi.")),
+    "unavailable": (503, _("Layanan sedang sibuk. Coba lagi dalam beberapa detik.")),
+    "not_ready": (503, _("War sedang disiapkan. Coba lagi dalam beberapa detik.")),
+}
+
+SUCCESS_STATUS = {"reserved": 201, "already_reserved": 200}
+
+
+class ReservationError(Exception):
+    """A refusal with a stable machine-readable ``code``; extra fields travel in ``data``."""
+
+    def __init__(self, code: str, *, retry_after: int | None = None, **data):
+        if code not in ERRORS:
+            raise ValueError(f"unknown reservation error code {code!r}")
+        super().__init__(code)
+        self.code = code
+        self.retry_after = retry_after
+        self.data = data
+
+    @property
+    def status(self) -> int:
+        return ERRORS[self.code][0]
+
+    @property
+    def message(self) -> str:
+        return str(ERRORS[self.code][1])

@@ -1,0 +1,234 @@
+"""Live quota for pages: each slot's state read from Redis, and the broadcaster that pushes changes.
+
+The reservation path never publishes anything (no extra Redis round trip, no per-reservation fan-out).
+Instead one ``live_quota`` process polls: every tick it reads ``quota/sold/ver/opens/closes`` of every
+slot in the catalog in ONE pipeline and sends the states of the slots whose ``ver`` moved since it last
+sent as ONE ``group_send`` to ``LIVE_GROUP``, whose members are the WebSocket processes' fan-out hubs
+(``services/fanout.py``). A viewer therefore gets at most one message per tick (4/s at 250 ms) however
+many reservations land, and the last change is always followed by a message (trailing edge).
+
+Why every catalog slot rather than only the watched ones: the catalog holds tens of slots (days ahead x
+boutiques x time labels), so one pipelined HMGET each per tick costs Redis well under a millisecond,
+while tracking who watches what would need presence bookkeeping shared by every daphne process. A
+state nobody watches is dropped by each hub at the cost of a dictionary lookup.
+
+Channels' group_send is at-most-once (full channels drop messages), so every message carries the
+slot's Redis ``ver``: pages ignore anything not newer than what they hold and resync on reconnect, and
+the broadcaster repeats each slot's final state once after it has settled in case that one was dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import redis
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+
+from queueing.models import Slot
+from queueing.services import catalog
+from queueing.services.catalog import SlotRef
+from queueing.services.errors import ReservationError
+from queueing.services.store import ms_to_datetime, slot_keys
+from wartiket.redis_client import get_redis
+
+log = logging.getLogger(__name__)
+
+UPCOMING, OPEN, SOLD_OUT, CLOSED = "upcoming", "open", "sold_out", "closed"
+STATES = (UPCOMING, OPEN, SOLD_OUT, CLOSED)
+# The channel-layer group every WebSocket process's fan-out hub joins, and its one message type:
+# {"type": MESSAGE_TYPE, "states": [state message, ...]}.
+LIVE_GROUP = "live-quota"
+MESSAGE_TYPE = "live.states"
+# A slot whose ``ver`` has not moved for this long gets its state sent once more (see the module doc).
+SETTLE_SECONDS = 1.0
+# The catalog only changes when staff edit slots: re-reading it every few ticks is plenty.
+CATALOG_REFRESH_SECONDS = 2.0
+
+
+def slot_state(*, now_ms: int, opens_ms: int, closes_ms: int, remaining: int | None) -> str:
+    """The one rule for what a buyer sees, by the server's clock: pages, consumer and broadcaster use it."""
+    if now_ms < opens_ms:
+        return UPCOMING
+    if remaining is not None and remaining <= 0:
+        # Sold out says more than closed: a closed war that still had seats reads "closed".
+        return SOLD_OUT
+    if now_ms >= closes_ms:
+        return CLOSED
+    return OPEN
+
+
+@dataclass(frozen=True)
+class LiveState:
+    slot_id: int
+    quota: int | None
+    remaining: int | None  # None: Redis has no state for the slot yet (sync_quota has not run)
+    version: int
+    opens_ms: int
+    closes_ms: int
+    server_ms: int
+
+    @property
+    def state(self) -> str:
+        return slot_state(
+            now_ms=self.server_ms, opens_ms=self.opens_ms, closes_ms=self.closes_ms, remaining=self.remaining
+        )
+
+    def message(self) -> dict:
+        """What the page receives, over the socket and from the polling endpoint alike."""
+        return {
+            "type": "state",
+            "slot": self.slot_id,
+            "remaining": self.remaining,
+            "quota": self.quota,
+            "state": self.state,
+            "version": self.version,
+            "server_time": ms_to_datetime(self.server_ms).isoformat(),
+            "server_ms": self.server_ms,
+            "opens_at": ms_to_datetime(self.opens_ms).isoformat(),
+            "opens_ms": self.opens_ms,
+            "closes_at": ms_to_datetime(self.closes_ms).isoformat(),
+            "closes_ms": self.closes_ms,
+        }
+
+
+def read_states(refs: Iterable[SlotRef]) -> dict[int, LiveState]:
+    """Live state of each slot plus the Redis clock, in one round trip."""
+    refs = list(refs)
+    pipe = get_redis().pipeline(transaction=False)
+    pipe.time()
+    for ref in refs:
+        pipe.hmget(slot_keys(ref.id, ref.day).slot, "quota", "sold", "ver", "opens", "closes")
+    (seconds, micros), *rows = pipe.execute()
+    now_ms = seconds * 1000 + micros // 1000
+    states = {}
+    for ref, (quota, sold, ver, opens, closes) in zip(refs, rows, strict=True):
+        states[ref.id] = LiveState(
+            slot_id=ref.id,
+            quota=None if quota is None else int(quota),
+            remaining=None if quota is None else int(quota) - int(sold or 0),
+            version=int(ver or 0),
+            # Redis' copy is what reserve.lua enforces; the catalog's only stands in before sync_quota ran.
+            opens_ms=int(opens) if opens else ref.opens_ms,
+            closes_ms=int(closes) if closes else ref.closes_ms,
+            server_ms=now_ms,
+        )
+    return states
+
+
+def ref_for_id(slot_id: int) -> SlotRef | None:
+    """A slot by id from the Redis catalog; PostgreSQL only when the catalog lacks it (old slot, empty Redis)."""
+    try:
+        ref = catalog.by_id(slot_id)
+    except ReservationError:
+        ref = None
+    if ref is not None:
+        return ref
+    slot = Slot.objects.select_related("location").filter(pk=slot_id).first()
+    return catalog.ref_for(slot) if slot else None
+
+
+def read_state(slot_id: int) -> LiveState | None:
+    ref = ref_for_id(slot_id)
+    return read_states([ref])[ref.id] if ref else None
+
+
+def catalog_refs() -> list[SlotRef]:
+    """Every slot the catalog can resolve (upcoming and recently closed wars)."""
+    refs = []
+    for name, raw in get_redis().hgetall(catalog.CATALOG_KEY).items():
+        if name.startswith("id:"):
+            refs.append(SlotRef(**json.loads(raw)))
+    return sorted(refs, key=lambda ref: ref.id)
+
+
+async def publish(layer, states: list[dict]) -> None:
+    """Hand slot states to every WebSocket process's hub, in one channel-layer message."""
+    await layer.group_send(LIVE_GROUP, {"type": MESSAGE_TYPE, "states": states})
+
+
+@dataclass
+class _Sent:
+    version: int
+    at: float
+    repeated: bool = False
+
+
+@dataclass
+class Broadcaster:
+    """Pushes the changed slots' states to the fan-out hubs, at most once per tick. Run one of them.
+
+    Running two broadcasters is harmless (pages drop versions they already have), only wasteful.
+    """
+
+    layer: object = None
+    settle_seconds: float = SETTLE_SECONDS
+    refresh_seconds: float = CATALOG_REFRESH_SECONDS
+    _sent: dict[int, _Sent] = field(default_factory=dict)
+    _refs: list[SlotRef] = field(default_factory=list)
+    _refs_read_at: float = float("-inf")
+
+    def __post_init__(self):
+        if self.layer is None:
+            self.layer = get_channel_layer()
+
+    def collect(self) -> list[dict]:
+        """Read every slot once (one pipeline) and return the messages due; remembers them as sent."""
+        now = time.monotonic()
+        if now - self._refs_read_at >= self.refresh_seconds:
+            self._refs = catalog_refs()
+            self._refs_read_at = now
+        if not self._refs:
+            return []
+        due = []
+        for state in read_states(self._refs).values():
+            sent = self._sent.get(state.slot_id)
+            if sent is None or state.version != sent.version:
+                # First sight included: a restarted broadcaster may have missed changes pages are waiting for.
+                self._sent[state.slot_id] = _Sent(state.version, now)
+                due.append(state.message())
+            elif not sent.repeated and now - sent.at >= self.settle_seconds:
+                sent.repeated = True
+                due.append(state.message())
+        return due
+
+    def refresh_catalog(self) -> None:
+        """Re-read the slot list on the next tick (tests, or after a known catalog change)."""
+        self._refs_read_at = float("-inf")
+
+    async def tick(self) -> list[dict]:
+        """One round: read, then send. Returns the messages sent (tests drive the broadcaster with this)."""
+        messages = await sync_to_async(self.collect, thread_sensitive=False)()
+        if messages:
+            await publish(self.layer, messages)
+        return messages
+
+    async def run(self, stop: asyncio.Event, *, interval: float) -> int:
+        """Tick every ``interval`` seconds until ``stop`` is set. Returns the number of messages sent."""
+        total = 0
+        down = False
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                total += len(await self.tick())
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+                # Redis is also the channel layer: nothing to push until it is back. Pages poll meanwhile.
+                if not down:
+                    log.warning("live_quota: Redis unavailable (%s); retrying every tick", exc)
+                down = True
+            else:
+                if down:
+                    log.warning("live_quota: Redis is back")
+                down = False
+            # Fixed cadence rather than a fixed pause, so a slow tick does not stretch the coalescing window.
+            pause = max(0.0, interval - (time.monotonic() - started))
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=pause)
+            except TimeoutError:
+                pass
+        return total

@@ -1,0 +1,187 @@
+"""What the buyer pages show, assembled from PostgreSQL (slots, tickets) and Redis (live state).
+
+Views stay thin: they call one function here and render. Each page reads live state for all its slots
+in one Redis round trip (``live.read_states``), which also returns the server clock the page starts from.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from itertools import groupby
+
+import qrcode
+import qrcode.image.svg
+from django.contrib.auth.models import AnonymousUser
+from django.db.models import QuerySet
+from django.utils import timezone
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext as _
+
+from accounts.models import User
+from queueing.models import Location, Slot, Ticket
+from queueing.services import catalog, clock, live
+from queueing.services.errors import ERRORS
+
+HOME_SLOTS_PER_LOCATION = 3
+
+
+@dataclass(frozen=True)
+class SlotCard:
+    """One slot as a page shows it: the model plus its live state at render time."""
+
+    slot: Slot
+    live: live.LiveState
+
+    @property
+    def state(self) -> str:
+        return self.live.state
+
+    @property
+    def remaining(self) -> int | None:
+        return self.live.remaining
+
+    @property
+    def is_over(self) -> bool:
+        return self.live.server_ms >= self.live.closes_ms
+
+
+def upcoming_slots(location: Location | None = None) -> QuerySet[Slot]:
+    slots = Slot.objects.select_related("location").filter(location__active=True, date__gte=timezone.localdate())
+    if location is not None:
+        slots = slots.filter(location=location)
+    return slots.order_by("date", "time_label", "location__name")
+
+
+def cards_for(slots: Iterable[Slot]) -> tuple[list[SlotCard], int]:
+    """Cards for the slots and the server clock (epoch ms) they were read at."""
+    slots = list(slots)
+    states = live.read_states([catalog.ref_for(slot) for slot in slots])
+    now_ms = next(iter(states.values())).server_ms if states else clock.redis_now_ms()
+    return [SlotCard(slot, states[slot.pk]) for slot in slots], now_ms
+
+
+@dataclass(frozen=True)
+class HomePage:
+    next_war: SlotCard | None
+    locations: list[tuple[Location, list[SlotCard]]]
+    server_ms: int
+
+
+def _war_order(card: SlotCard) -> tuple:
+    # Open wars with seats left first (a buyer can act now), then the soonest to open.
+    return (card.state != live.OPEN, card.live.opens_ms)
+
+
+def home() -> HomePage:
+    cards, now_ms = cards_for(upcoming_slots())
+    active = [c for c in cards if c.state in (live.OPEN, live.UPCOMING)]
+    next_war = min(active, key=_war_order) if active else None
+    locations = []
+    by_location: dict[int, list[SlotCard]] = {}
+    for card in cards:
+        if not card.is_over:
+            by_location.setdefault(card.slot.location_id, []).append(card)
+    for location in Location.objects.filter(active=True).order_by("name"):
+        mine = sorted(by_location.get(location.pk, []), key=_war_order)[:HOME_SLOTS_PER_LOCATION]
+        locations.append((location, sorted(mine, key=lambda c: (c.slot.date, c.slot.time_label))))
+    return HomePage(next_war, locations, now_ms)
+
+
+@dataclass(frozen=True)
+class LocationPage:
+    location: Location
+    days: list[tuple[datetime.date, list[SlotCard]]]
+    server_ms: int
+
+
+def location_page(location: Location) -> LocationPage:
+    cards, now_ms = cards_for(upcoming_slots(location))
+    days = [(day, list(group)) for day, group in groupby(cards, key=lambda c: c.slot.date)]
+    return LocationPage(location, days, now_ms)
+
+
+@dataclass(frozen=True)
+class WarPage:
+    card: SlotCard
+    ticket: Ticket | None
+    other_ticket_today: Ticket | None
+
+
+def war_page(slot: Slot, user: User | AnonymousUser) -> WarPage:
+    [card], _now = cards_for([slot])
+    ticket = other = None
+    if user.is_authenticated:
+        holding = (
+            Ticket.objects.select_related("slot", "slot__location")
+            .filter(user=user, status__in=Ticket.HOLDING, slot__date=slot.date)
+            .order_by("slot__time_label")
+        )
+        for held in holding:
+            if held.slot_id == slot.pk:
+                ticket = held
+            elif other is None:
+                other = held
+    return WarPage(card, ticket, other)
+
+
+def my_tickets(user: User) -> list[Ticket]:
+    return list(
+        Ticket.objects.select_related("slot", "slot__location")
+        .filter(user=user)
+        .order_by("-slot__date", "-slot__time_label", "-created_at")
+    )
+
+
+_SVG_SIZE = re.compile(r'\s(width|height)="[^"]*"')
+
+
+def qr_svg(code: str) -> SafeString:
+    """The ticket code as an inline SVG QR image, sized by CSS (staff scan it at check-in)."""
+    image = qrcode.make(code, image_factory=qrcode.image.svg.SvgPathImage, border=2)
+    svg = _SVG_SIZE.sub("", image.to_string(encoding="unicode"), count=2)
+    label = _("Kode QR tiket %(code)s") % {"code": code}
+    # Safe: the code comes from our own alphabet (validated model field), the rest from qrcode.
+    return mark_safe(svg.replace("<svg ", f'<svg class="qr" role="img" aria-label="{label}" ', 1))  # noqa: S308
+
+
+def state_labels() -> dict[str, str]:
+    """The badge words for each state, and the countdown's "days", for the pages' scripts."""
+    return {
+        live.UPCOMING: _("Segera"),
+        live.OPEN: _("Dibuka"),
+        live.SOLD_OUT: _("Habis"),
+        live.CLOSED: _("Ditutup"),
+        "days": _("%(n)s hari"),
+    }
+
+
+# What a buyer should do after each refusal, next to the engine's message for it.
+def failure_guide() -> dict[str, dict]:
+    """Per error code: the message, what to do next, and which action the page offers."""
+    nexts = {
+        "sold_out": (_("Coba slot lain di lokasi ini atau hari lain."), "other_slots"),
+        "one_per_day": (_("Satu orang hanya boleh memegang satu antrean per hari. Lihat tiket Anda."), "ticket"),
+        "too_early": (_("Jam perangkat Anda mungkin tidak tepat. Hitung mundur sudah disesuaikan."), "back"),
+        "closed": (_("Pilih slot lain yang war-nya belum ditutup."), "other_slots"),
+        "rate_limited": (_("Tunggu hitung mundur lalu coba lagi. Jangan klik berulang-ulang."), "retry"),
+        "unavailable": (_("Server sedang sibuk. Tombol akan aktif lagi sebentar lagi."), "retry"),
+        "not_ready": (_("War sedang disiapkan. Tombol akan aktif lagi sebentar lagi."), "retry"),
+        "nik_required": (_("Isi NIK di profil, lalu kembali ke halaman ini."), "profile"),
+        "not_authenticated": (_("Sesi Anda berakhir. Masuk lagi untuk ikut war."), "login"),
+        "csrf_failed": (_("Muat ulang halaman ini lalu coba lagi."), "reload"),
+        "network": (_("Periksa koneksi internet Anda lalu coba lagi."), "retry"),
+    }
+    guide = {}
+    for code, (status, message) in ERRORS.items():
+        text, action = nexts.get(code, (_("Muat ulang halaman lalu coba lagi."), "reload"))
+        guide[code] = {"status": status, "message": str(message), "next": text, "action": action}
+    guide["network"] = {
+        "status": 0,
+        "message": _("Tidak dapat menghubungi server."),
+        "next": nexts["network"][0],
+        "action": "retry",
+    }
+    return guide

@@ -1,0 +1,85 @@
+"""Redis key names and the Lua scripts, in one place.
+
+Every key of one war day carries the hash tag ``{w:YYYY-MM-DD}``: the reservation script touches a
+slot's keys and the day's one-ticket-per-person keys together, so on Redis Cluster they must share a
+slot. Keys outside the scripts (the catalog, identity cache) need no tag.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from django.utils import timezone
+
+from wartiket.redis_client import get_redis
+
+LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
+SCRIPT_NAMES = ("reserve", "release", "confirm", "set_quota", "build")
+
+
+@dataclass(frozen=True)
+class SlotKeys:
+    slot: str
+    free: str
+    holders: str
+    day: str
+    journal: str
+    stats: str
+
+    @property
+    def state(self) -> list[str]:
+        """The keys release.lua / build.lua take, in their order."""
+        return [self.slot, self.free, self.holders, self.day, self.journal]
+
+
+def day_tag(day: str) -> str:
+    return "{w:" + day + "}"
+
+
+def slot_keys(slot_id: int, day: str) -> SlotKeys:
+    tag = day_tag(day)
+    base = f"{tag}:slot:{slot_id}"
+    return SlotKeys(
+        slot=base,
+        free=f"{base}:free",
+        holders=f"{base}:holders",
+        day=f"{tag}:holders",
+        journal=f"{tag}:journal",
+        stats=f"{base}:stats",
+    )
+
+
+def rate_keys(day: str, user_id: int, client_ip: str) -> list[str]:
+    tag = day_tag(day)
+    return [f"{tag}:rl:u:{user_id}", f"{tag}:rl:ip:{client_ip}"]
+
+
+def reserve_keys(slot_id: int, day: str, user_id: int, client_ip: str) -> list[str]:
+    """KEYS of reserve.lua, in its order: everything one attempt may read or write."""
+    keys = slot_keys(slot_id, day)
+    return [keys.slot, keys.free, keys.holders, keys.day, keys.journal, keys.stats, *rate_keys(day, user_id, client_ip)]
+
+
+@cache
+def script_source(name: str) -> str:
+    return (LUA_DIR / f"{name}.lua").read_text()
+
+
+def script(name: str):
+    """A redis-py Script: runs by EVALSHA and reloads itself when Redis answers NOSCRIPT."""
+    client = get_redis()
+    scripts = getattr(client, "_wartiket_scripts", None)
+    if scripts is None:
+        scripts = client._wartiket_scripts = {n: client.register_script(script_source(n)) for n in SCRIPT_NAMES}
+    return scripts[name]
+
+
+def ms_to_datetime(ms: int | str) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(int(ms) / 1000, tz=datetime.UTC).astimezone(timezone.get_default_timezone())
+
+
+def datetime_to_ms(moment: datetime.datetime) -> int:
+    return int(moment.timestamp() * 1000)

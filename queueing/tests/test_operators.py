@@ -1,0 +1,181 @@
+"""Operator commands and the staff admin, used the way staff would."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+
+from queueing.models import BypassToken, Location, Slot, Ticket
+from queueing.services import quota
+from queueing.services.store import slot_keys
+from tests.factory import make_slot, make_user, token_client, war_body
+from tests.live import ROOT
+from wartiket.redis_client import get_redis
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args) -> str:
+    out = io.StringIO()
+    call_command(*args, stdout=out, stderr=out)
+    return out.getvalue()
+
+
+def test_seed_demo_is_idempotent_and_prints_logins(settings):
+    settings.DEBUG = True
+    first = run("seed_demo", "--demo-war-in", "90")
+    assert "pembeli@example.com / antre-dulu-2026" in first
+    assert "staf@example.com" in first
+    counts = (Location.objects.count(), Slot.objects.count())
+    run("seed_demo")
+    assert (Location.objects.count(), Slot.objects.count()) == counts
+    assert Location.objects.filter(slug="graha-dipta").exists()
+
+
+def test_seed_demo_opens_the_demo_war_that_the_readme_curl_reaches(settings):
+    settings.DEBUG = True
+    run("seed_demo", "--demo-war-in", "90")
+    # on_commit does not fire inside a test transaction: sync as `make run` does next.
+    call_command("sync_quota", stdout=io.StringIO())
+    buyer = token_client(make_user())
+    response = buyer.post("/api/war", {"location_id": "graha-dipta", "time_slot": "10:00"}, format="json")
+    assert response.json()["code"] == "too_early"
+    assert 80 <= int(response["Retry-After"]) <= 91
+
+
+def test_seed_demo_refuses_with_debug_off(settings):
+    settings.DEBUG = False
+    with pytest.raises(Exception, match="Refusing"):
+        run("seed_demo")
+
+
+def test_war_status_shows_each_war():
+    slot = make_slot(quota_size=7)
+    token_client(make_user()).post("/api/war", war_body(slot), format="json")
+    out = run("war_status")
+    line = next(row for row in out.splitlines() if row.strip().startswith(str(slot.pk)))
+    assert line.split()[-3:] == ["7", "6", "1"]
+    assert "OPEN" in line
+
+
+def test_sync_quota_one_slot_after_redis_lost_it():
+    slot = make_slot(quota_size=3)
+    get_redis().delete(slot_keys(slot.pk, slot.war_day).slot)
+    assert quota.remaining_for([slot])[slot.pk] is None
+    out = run("sync_quota", "--slot", str(slot.pk))
+    assert f"slot {slot.pk}: built, remaining 3" in out
+    assert quota.remaining_for([slot])[slot.pk] == 3
+
+
+@pytest.fixture
+def staff_client(client):
+    staff = make_user(is_staff=True, is_superuser=True)
+    client.force_login(staff)
+    return client
+
+
+def test_admin_refuses_a_quota_below_an_issued_number(staff_client):
+    slot = make_slot(quota_size=5)
+    for _ in range(3):
+        token_client(make_user()).post("/api/war", war_body(slot), format="json")
+    url = reverse("admin:queueing_slot_change", args=[slot.pk])
+    form = {
+        "location": slot.location.pk,
+        "date": slot.date.isoformat(),
+        "time_label": "10:00",
+        "quota": "2",
+        "war_opens_at_0": slot.war_opens_at.strftime("%Y-%m-%d"),
+        "war_opens_at_1": slot.war_opens_at.strftime("%H:%M:%S"),
+        "war_closes_at_0": "",
+        "war_closes_at_1": "",
+    }
+    response = staff_client.post(url, form)
+    assert response.status_code == 200
+    assert "sampai 3" in response.content.decode()
+    slot.refresh_from_db()
+    assert slot.quota == 5
+
+
+def test_admin_slot_list_shows_remaining_from_redis(staff_client):
+    slot = make_slot(quota_size=5)
+    token_client(make_user()).post("/api/war", war_body(slot), format="json")
+    page = staff_client.get(reverse("admin:queueing_slot_changelist")).content.decode()
+    assert '<td class="field-remaining">4</td>' in page
+
+
+def test_admin_shows_a_new_bypass_token_once_and_stores_only_its_hash(staff_client):
+    slot = make_slot()
+    response = staff_client.post(
+        reverse("admin:queueing_bypasstoken_add"),
+        {"name": "Audit BPK", "slot": slot.pk, "expires_at_0": "2099-01-01", "expires_at_1": "10:00:00"},
+        follow=True,
+    )
+    page = response.content.decode()
+    token = BypassToken.objects.get()
+    raw = page.split("<code>")[1].split("</code>")[0]
+    assert raw.startswith("wtb_")
+    assert raw not in (token.key_hash, token.prefix)
+    assert raw not in staff_client.get(reverse("admin:queueing_bypasstoken_change", args=[token.pk])).content.decode()
+
+
+def test_production_settings_pass_check_deploy():
+    env = {
+        **os.environ,
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": "p" * 30 + "Q" * 30 + "!@#$%^&*()",
+        "DJANGO_ALLOWED_HOSTS": "antrean.example.id",
+        "WAR_TESTING": "0",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_secrets_can_come_from_files(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("from-a-file-" + "k" * 50 + "\n")
+    env = {**os.environ, "DJANGO_DEBUG": "false", "DJANGO_SECRET_KEY_FILE": str(secret), "WAR_TESTING": "0"}
+    env.pop("DJANGO_SECRET_KEY", None)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django, os; from django.conf import settings; django.setup(); print(settings.SECRET_KEY)",
+        ],
+        cwd=ROOT,
+        env={**env, "DJANGO_SETTINGS_MODULE": "wartiket.settings"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip() == "from-a-file-" + "k" * 50
+
+
+def test_staff_cancel_in_admin_frees_the_seat_and_check_in_keeps_it(staff_client):
+    slot = make_slot(quota_size=2)
+    codes = [
+        token_client(make_user()).post("/api/war", war_body(slot), format="json").json()["ticket"]["code"]
+        for _ in range(2)
+    ]
+    changelist = reverse("admin:queueing_ticket_changelist")
+    first, second = (Ticket.objects.get(code=c) for c in codes)
+    staff_client.post(changelist, {"action": "cancel", "_selected_action": [first.pk]})
+    staff_client.post(changelist, {"action": "check_in", "_selected_action": [second.pk]})
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, second.status) == ("cancelled", "checked_in")
+    assert quota.remaining_for([slot])[slot.pk] == 1
+    # A checked-in ticket still holds its number: the freed number 1 is the one reissued.
+    again = token_client(make_user()).post("/api/war", war_body(slot), format="json").json()
+    assert again["ticket"]["queue_number"] == first.queue_number

@@ -1,0 +1,265 @@
+"""Buyer pages through Django's test client, on real PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import qrcode
+from django.template.response import SimpleTemplateResponse
+from django.test import Client
+
+from queueing.models import Ticket
+from queueing.services import live
+from queueing.services.store import slot_keys
+from tests.factory import make_slot, make_user, token_client, war_body
+from wartiket.redis_client import get_redis
+
+pytestmark = pytest.mark.django_db
+
+
+def logged_in(user, **kwargs) -> Client:
+    client = Client(**kwargs)
+    client.force_login(user)
+    return client
+
+
+def war_config(response) -> dict:
+    match = re.search(
+        r'<script id="war-config" type="application/json">(.*?)</script>', response.content.decode(), re.S
+    )
+    assert match, "the war page embeds its config"
+    return json.loads(match.group(1))
+
+
+def reserve(slot, user=None) -> dict:
+    response = token_client(user or make_user()).post("/api/war", war_body(slot), format="json")
+    assert response.status_code == 201, response.json()
+    return response.json()["ticket"]
+
+
+def test_home_leads_with_the_war_opening_soonest_and_lists_locations_with_states():
+    later = make_slot(opens_in=3600, location="puri-indah", label="13:00")
+    soon = make_slot(quota_size=7, opens_in=120, location="graha-dipta", label="10:00")
+    response = Client().get("/")
+    html = response.content.decode()
+    assert response.status_code == 200
+    hero = html[html.index('data-testid="next-war"') : html.index("</section>", html.index('data-testid="next-war"'))]
+    assert soon.location.name in hero and f"/war/{soon.pk}/" in hero
+    assert "7" in hero and "state-upcoming" in hero
+    assert 'data-testid="location-puri-indah"' in html and f"/war/{later.pk}/" in html
+    assert '<meta name="server-ms"' in html
+
+
+def test_an_open_war_with_seats_leads_the_home_page_over_upcoming_ones():
+    make_slot(opens_in=60, location="puri-indah")
+    open_now = make_slot(opens_in=-60, location="graha-dipta")
+    html = Client().get("/").content.decode()
+    hero = html[html.index('data-testid="next-war"') :]
+    assert hero.index(f"/war/{open_now.pk}/") < hero.index("</section>")
+
+
+def test_the_location_page_shows_each_slot_with_quota_remaining_and_state():
+    upcoming = make_slot(quota_size=5, opens_in=600, label="08:00")
+    open_now = make_slot(quota_size=3, opens_in=-60, label="10:00")
+    sold_out = make_slot(quota_size=1, opens_in=-60, label="13:00")
+    closed = make_slot(quota_size=4, opens_in=-120, closes_in=-60, label="15:00")
+    reserve(open_now)
+    reserve(sold_out)
+    html = Client().get("/locations/graha-dipta/").content.decode()
+
+    def row(slot) -> str:
+        start = html.index(f'data-testid="slot-{slot.pk}"')
+        return html[start : html.index("</a>", start)]
+
+    assert "state-upcoming" in row(upcoming) and "<strong>5</strong> dari 5" in row(upcoming)
+    assert "state-open" in row(open_now) and "<strong>2</strong> dari 3" in row(open_now)
+    assert "state-sold_out" in row(sold_out) and "<strong>0</strong> dari 1" in row(sold_out)
+    assert "state-closed" in row(closed)
+    assert Client().get("/locations/nowhere/").status_code == 404
+
+
+def test_the_war_page_for_an_anonymous_viewer_offers_login_and_the_live_state():
+    slot = make_slot(quota_size=4, opens_in=300)
+    response = Client().get(f"/war/{slot.pk}/")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert 'data-testid="login-to-war"' in html and f"/accounts/login/?next=/war/{slot.pk}/" in html
+    assert 'data-testid="take"' not in html
+    config = war_config(response)
+    assert config["ws_path"] == f"/ws/slots/{slot.pk}/"
+    assert config["state"]["remaining"] == 4 and config["state"]["state"] == "upcoming"
+    assert config["state"]["version"] == int(get_redis().hget(slot_keys(slot.pk, slot.war_day).slot, "ver"))
+    assert config["slot"] == {
+        "id": slot.pk,
+        "location": "graha-dipta",
+        "date": slot.date.isoformat(),
+        "time_slot": "10:00",
+    }
+    assert set(config["guide"]) >= {"sold_out", "one_per_day", "too_early", "rate_limited", "unavailable"}
+    assert Client().get("/war/999999/").status_code == 404
+
+
+def test_the_button_is_rendered_disabled_before_the_war_and_enabled_once_open():
+    buyer = make_user()
+    before = make_slot(opens_in=300, label="08:00")
+    after = make_slot(opens_in=-5, label="10:00")
+    client = logged_in(buyer)
+    take = re.compile(r'<button[^>]*id="take"[^>]*>')
+    assert "disabled" in take.search(client.get(f"/war/{before.pk}/").content.decode()).group(0)
+    assert "disabled" not in take.search(client.get(f"/war/{after.pk}/").content.decode()).group(0)
+
+
+def test_a_buyer_without_nik_is_sent_to_the_profile_first():
+    slot = make_slot()
+    html = logged_in(make_user(nik=None)).get(f"/war/{slot.pk}/").content.decode()
+    assert 'data-testid="nik-first"' in html and f"/accounts/profile/?next=/war/{slot.pk}/" in html
+    assert 'id="take"' not in html
+
+
+def test_a_buyer_holding_a_number_sees_it_on_the_war_page():
+    slot = make_slot()
+    buyer = make_user()
+    ticket = reserve(slot, buyer)
+    response = logged_in(buyer).get(f"/war/{slot.pk}/")
+    html = response.content.decode()
+    success = html[html.index('id="panel-success"') :]
+    assert success.index("hidden") > success.index(">")  # the success panel itself is not hidden
+    assert f'data-testid="queue-number">{ticket["queue_number"]}<' in html
+    assert ticket["code"] in html
+    assert war_config(response)["ticket"] == {"code": ticket["code"], "queue_number": 1}
+
+
+def test_holding_another_slot_that_day_is_pointed_out_with_a_link():
+    morning = make_slot(label="08:00")
+    noon = make_slot(label="13:00", date=morning.date)
+    buyer = make_user()
+    ticket = reserve(morning, buyer)
+    html = logged_in(buyer).get(f"/war/{noon.pk}/").content.decode()
+    assert 'data-testid="other-ticket"' in html and f"/tickets/#{ticket['code']}" in html
+
+
+def test_dev_controls_are_on_the_war_page_with_debug(settings):
+    settings.DEBUG = True
+    slot = make_slot()
+    response = Client().get(f"/war/{slot.pk}/")
+    html = response.content.decode()
+    assert 'id="dev-controls"' in html
+    for state in ("prewar", "loading", "success", "failure"):
+        assert f'data-dev="{state}"' in html
+    assert war_config(response)["dev_controls"] is True
+
+
+def test_dev_controls_are_absent_without_debug(settings):
+    settings.DEBUG = False
+    slot = make_slot()
+    response = Client().get(f"/war/{slot.pk}/")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "dev-controls" not in html and "Dev Controls" not in html and "data-dev=" not in html
+    assert war_config(response)["dev_controls"] is False
+
+
+def test_the_state_endpoint_answers_what_the_socket_would_send():
+    slot = make_slot(quota_size=3)
+    reserve(slot)
+    body = Client().get(f"/war/{slot.pk}/state").json()
+    expected = live.read_state(slot.pk).message()
+    assert {k: body[k] for k in ("slot", "remaining", "quota", "state", "version", "opens_ms")} == {
+        k: expected[k] for k in ("slot", "remaining", "quota", "state", "version", "opens_ms")
+    }
+    assert body["remaining"] == 2
+    assert Client().get("/war/999999/state").status_code == 404
+
+
+def test_the_page_button_path_posts_to_the_api_with_the_session_and_csrf_token():
+    slot = make_slot()
+    client = logged_in(make_user(), enforce_csrf_checks=True)
+    client.get(f"/war/{slot.pk}/")
+    token = client.cookies["csrftoken"].value
+    body = {"location_id": "graha-dipta", "time_slot": "10:00", "date": slot.date.isoformat()}
+    refused = client.post("/api/war", body, content_type="application/json")
+    assert (refused.status_code, refused.json()["code"]) == (403, "csrf_failed")
+    taken = client.post("/api/war", body, content_type="application/json", HTTP_X_CSRFTOKEN=token)
+    assert taken.status_code == 201, taken.json()
+    assert taken.json()["ticket"]["queue_number"] == 1
+
+
+def qr_modules(svg: str) -> set[tuple[int, int]]:
+    """The dark modules of an SvgPathImage QR: each 'Mx,yH…' is one module at column x, row y."""
+    path = re.search(r'<path d="([^"]+)"', svg).group(1)
+    return {(int(x), int(y)) for x, y in re.findall(r"M(\d+),(\d+)H", path)}
+
+
+def test_my_tickets_show_number_status_and_a_qr_of_the_code():
+    slot = make_slot()
+    buyer = make_user()
+    ticket = reserve(slot, buyer)
+    reserve(slot)  # someone else's ticket must not show
+    response = logged_in(buyer).get("/tickets/")
+    html = response.content.decode()
+    assert html.count('data-testid="ticket"') == 1
+    card = html[html.index(f'id="{ticket["code"]}"') :]
+    assert 'data-testid="ticket-number">1<' in card and 'data-status="active"' in card
+    svg = re.search(r"<svg .*?</svg>", card, re.S).group(0)
+    matrix = qrcode.QRCode(border=2)
+    matrix.add_data(ticket["code"])
+    expected = {(x, y) for y, row in enumerate(matrix.get_matrix()) for x, dark in enumerate(row) if dark}
+    assert qr_modules(svg) == expected
+    assert Client().get("/tickets/").status_code == 302
+
+
+def test_cancelling_from_my_tickets_frees_the_seat():
+    slot = make_slot(quota_size=2)
+    buyer = make_user()
+    ticket = reserve(slot, buyer)
+    client = logged_in(buyer)
+    response = client.post(f"/tickets/{ticket['code']}/cancel", follow=True)
+    assert Ticket.objects.get(code=ticket["code"]).status == "cancelled"
+    assert live.read_state(slot.pk).remaining == 2
+    html = response.content.decode()
+    assert "dibatalkan" in html and 'data-status="cancelled"' in html
+    assert "<svg" not in html  # no QR for a cancelled ticket
+    assert client.get(f"/tickets/{ticket['code']}/cancel").status_code == 405
+
+
+def test_nobody_can_cancel_someone_elses_ticket():
+    slot = make_slot()
+    ticket = reserve(slot, make_user())
+    response = logged_in(make_user()).post(f"/tickets/{ticket['code']}/cancel", follow=True)
+    assert Ticket.objects.get(code=ticket["code"]).status == "active"
+    assert "Tidak ditemukan." in response.content.decode()
+
+
+def test_indonesian_by_default_and_english_when_chosen():
+    slot = make_slot()
+    client = logged_in(make_user())
+    assert "Ambil Antrean" in client.get(f"/war/{slot.pk}/").content.decode()
+    client.post("/i18n/setlang/", {"language": "en", "next": "/"})
+    html = client.get(f"/war/{slot.pk}/").content.decode()
+    assert 'lang="en"' in html
+    assert "Take a queue number" in html and "Ambil Antrean" not in html
+    assert war_config(client.get(f"/war/{slot.pk}/"))["guide"]["sold_out"]["message"].startswith("Sold out")
+
+
+def test_next_war_shortcut_redirects_to_the_war_opening_soonest():
+    make_slot(opens_in=7200, label="13:00")
+    soon = make_slot(opens_in=90, label="10:00")
+    assert Client().get("/war/")["Location"] == f"/war/{soon.pk}/"
+
+
+def test_the_busy_page_renders_without_a_request():
+    html = SimpleTemplateResponse("503.html", status=503).render().content.decode()
+    assert "Layanan sedang sibuk" in html and "bootstrap.min.css" in html
+
+
+def test_no_page_loads_anything_from_another_site():
+    slot = make_slot()
+    buyer = make_user()
+    reserve(slot, buyer)
+    client = logged_in(buyer)
+    for path in ("/", "/locations/graha-dipta/", f"/war/{slot.pk}/", "/tickets/", "/accounts/profile/"):
+        html = client.get(path).content.decode()
+        assert client.get(path).status_code == 200, path
+        assert not re.search(r'(src|href|action)="(https?:)?//', html), path
