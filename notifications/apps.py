@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class NotificationsConfig(AppConfig):
+    name = "notifications"
+    verbose_name = "Notifications"
+
+    def ready(self) -> None:
+        from notifications import receivers
+        from queueing.services import events
+
+        # dispatch_uid: ready() can run more than once (tests, autoreload); connect once.
+        events.reserved.connect(receivers.ticket_reserved, dispatch_uid="notifications.ticket_reserved")
+        events.cancelled.connect(receivers.ticket_cancelled, dispatch_uid="notifications.ticket_cancelled")

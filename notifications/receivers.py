@@ -1,0 +1,14 @@
+"""Ticket events → Celery, after commit. Runs inside the reservation request: one broker push, no queries."""
+
+from __future__ import annotations
+
+from notifications.models import Notification
+from notifications.services import queue
+
+
+def ticket_reserved(sender, code: str, **kwargs) -> None:
+    queue.ticket_event_after_commit(Notification.Kind.TICKET_RESERVED.value, code)
+
+
+def ticket_cancelled(sender, code: str, **kwargs) -> None:
+    queue.ticket_event_after_commit(Notification.Kind.TICKET_CANCELLED.value, code)

@@ -1,0 +1,31 @@
+"""Handing work to Celery after the surrounding transaction commits, never breaking the caller.
+
+A notification is a side effect: if the broker is unreachable, the reservation or the link that caused it
+still stands. The sweeper (``tasks.sweep``) finds what was recorded but never queued.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+
+from django.db import transaction
+
+log = logging.getLogger(__name__)
+
+
+def deliver_after_commit(notification_id: int) -> None:
+    transaction.on_commit(partial(_send_task, "deliver_notification", notification_id))
+
+
+def ticket_event_after_commit(kind: str, code: str) -> None:
+    transaction.on_commit(partial(_send_task, "ticket_event", kind, code))
+
+
+def _send_task(name: str, *args) -> None:
+    from notifications import tasks  # tasks import the services: import them only when queueing
+
+    try:
+        getattr(tasks, name).delay(*args)
+    except Exception:  # a broker outage must not fail the reservation that caused this
+        log.exception("could not queue %s%s; the sweeper will pick it up", name, args)
