@@ -1,0 +1,368 @@
+/* The war page: live quota over a WebSocket, a countdown on the server's clock, one click, one request.
+ *
+ * Views: "live" (pre-war countdown / open / sold out / closed, decided by the server clock and the live
+ * state), "loading" (request in flight), "success" (the queue number), "failure" (message + next step).
+ * Live state messages carry the slot's Redis version; anything not newer than what the page holds is
+ * dropped, so a late or repeated message never moves the number backwards.
+ */
+(function () {
+  "use strict";
+
+  var W = window.WarTiket;
+  var clock = W.ServerClock;
+  var cfg = W.readJson("war-config");
+  var S = cfg.strings;
+  var labels = W.readJson("state-labels") || {};
+
+  function $(id) { return document.getElementById(id); }
+
+  var el = {
+    war: $("war"),
+    remaining: $("remaining"),
+    quota: $("quota"),
+    bar: $("remaining-bar"),
+    liveStatus: $("live-status"),
+    badge: document.querySelector("#war [data-state-badge]"),
+    panelLive: $("panel-live"),
+    countdownBox: $("countdown-box"),
+    countdownLabel: $("countdown-label"),
+    countdown: $("countdown"),
+    opensAt: $("opens-at"),
+    openMessage: $("open-message"),
+    take: $("take"),
+    takeLabel: $("take-label"),
+    takeSpinner: $("take-spinner"),
+    panelSuccess: $("panel-success"),
+    queueNumber: $("queue-number"),
+    ticketCode: $("ticket-code"),
+    alreadyNote: $("already-note"),
+    panelFailure: $("panel-failure"),
+    failureMessage: $("failure-message"),
+    failureNext: $("failure-next"),
+    failureRetry: $("failure-retry"),
+    failureLink: $("failure-link"),
+    failureBack: $("failure-back"),
+    failureCode: $("failure-code"),
+  };
+
+  var live = {
+    remaining: cfg.state.remaining,
+    quota: cfg.state.quota,
+    version: cfg.state.version,
+    opens: cfg.state.opens_ms,
+    closes: cfg.state.closes_ms,
+  };
+  var view = cfg.ticket ? "success" : "live";
+  var inFlight = false;
+  var retryAt = 0; // performance.now() before which a retry is refused (rate limited / busy)
+  var failure = null; // {code, retryAt, link}
+  var dev = { on: false, phase: null, opens: null };
+  var shownOpens = cfg.state.opens_ms;
+
+  // --- Live state --------------------------------------------------------------------------------
+
+  function apply(msg) {
+    if (!msg || msg.type !== "state" || typeof msg.version !== "number") return false;
+    if (live.version !== null && msg.version <= live.version) return false;
+    live.version = msg.version;
+    live.remaining = msg.remaining === null ? live.remaining : msg.remaining;
+    live.quota = msg.quota === null ? live.quota : msg.quota;
+    live.opens = msg.opens_ms;
+    live.closes = msg.closes_ms;
+    render();
+    return true;
+  }
+
+  function setLive(connected) {
+    el.liveStatus.dataset.live = connected ? "1" : "0";
+    el.liveStatus.textContent = connected ? S.live : S.reconnecting;
+    el.liveStatus.className = "small live-dot text-nowrap " + (connected ? "text-success" : "text-warning-emphasis");
+  }
+
+  var socket = null;
+  var attempts = 0;
+  var pollTimer = null;
+
+  function wsUrl() {
+    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + cfg.ws_path;
+  }
+
+  function connect() {
+    var t0 = performance.now();
+    var first = true;
+    try {
+      socket = new WebSocket(wsUrl());
+    } catch (e) {
+      scheduleReconnect();
+      return;
+    }
+    socket.onmessage = function (event) {
+      var msg;
+      try { msg = JSON.parse(event.data); } catch (e) { return; }
+      if (first) {
+        // The server read its clock after we opened the socket and before this arrived: a clock sample.
+        first = false;
+        clock.add(msg.server_ms, t0, performance.now());
+        attempts = 0;
+        setLive(true);
+        stopPolling();
+      }
+      apply(msg);
+    };
+    socket.onclose = function () {
+      socket = null;
+      setLive(false);
+      startPolling();
+      scheduleReconnect();
+    };
+  }
+
+  function scheduleReconnect() {
+    attempts += 1;
+    // Backoff with jitter: after an outage, thousands of pages must not reconnect in the same second.
+    var delay = Math.min(15000, 500 * Math.pow(2, Math.min(attempts, 5))) * (0.5 + Math.random());
+    setTimeout(connect, delay);
+  }
+
+  function poll() {
+    var t0 = performance.now();
+    fetch(cfg.urls.state, { cache: "no-store", credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (msg) {
+        if (msg) {
+          clock.add(msg.server_ms, t0, performance.now());
+          apply(msg);
+        }
+      })
+      .catch(function () {})
+      .then(function () {
+        if (pollTimer !== null) pollTimer = setTimeout(poll, 2500 + Math.random() * 1500);
+      });
+  }
+
+  function startPolling() {
+    if (pollTimer === null) pollTimer = setTimeout(poll, 500);
+  }
+
+  function stopPolling() {
+    if (pollTimer !== null) clearTimeout(pollTimer);
+    pollTimer = null;
+  }
+
+  // --- Rendering ---------------------------------------------------------------------------------
+
+  function phaseNow(now) {
+    if (dev.on && dev.phase) return dev.phase;
+    if (now === null) return el.war.dataset.phase;
+    return W.stateAt(now, live.opens, live.closes, live.remaining);
+  }
+
+  function show(node, visible) {
+    if (node) node.hidden = !visible;
+  }
+
+  function render() {
+    var now = clock.now();
+    var phase = phaseNow(now);
+    el.war.dataset.phase = phase;
+    el.war.dataset.view = view;
+
+    var remaining = dev.on && dev.phase === "upcoming" ? live.quota : live.remaining;
+    el.remaining.textContent = remaining === null || remaining === undefined ? S.unknown : String(remaining);
+    if (live.quota) {
+      el.quota.textContent = String(live.quota);
+      el.bar.style.width = Math.max(0, Math.min(100, (100 * (remaining || 0)) / live.quota)) + "%";
+    }
+    if (el.badge && el.badge.dataset.state !== phase) {
+      el.badge.dataset.state = phase;
+      el.badge.className = "badge state-badge state-" + phase;
+      el.badge.textContent = labels[phase] || phase;
+    }
+
+    show(el.panelLive, view === "live" || view === "loading");
+    show(el.panelSuccess, view === "success");
+    show(el.panelFailure, view === "failure");
+
+    var opens = dev.on && dev.opens ? dev.opens : live.opens;
+    show(el.countdownBox, phase === "upcoming");
+    show(el.openMessage, phase === "open" && view === "live");
+    if (phase === "upcoming") {
+      el.countdown.textContent = now === null ? "--:--" : W.formatDuration(opens - now, S.days);
+      if (opens !== shownOpens) {
+        // Staff moved the opening time: say the new one (the server rendered the first).
+        shownOpens = opens;
+        el.opensAt.textContent = W.formatTime(opens, cfg.time_zone) || el.opensAt.textContent;
+      }
+    }
+
+    if (el.take) {
+      var loading = view === "loading";
+      var waiting = retryAt > performance.now();
+      el.take.disabled = loading || inFlight || waiting || phase !== "open";
+      show(el.takeSpinner, loading);
+      if (loading) el.takeLabel.textContent = S.taking;
+      else if (phase === "sold_out") el.takeLabel.textContent = S.sold_out;
+      else if (phase === "closed") el.takeLabel.textContent = S.closed;
+      else if (waiting) el.takeLabel.textContent = S.retry_in.replace("%(n)s", Math.ceil((retryAt - performance.now()) / 1000));
+      else el.takeLabel.textContent = S.take;
+    }
+
+    if (view === "failure" && failure) renderFailureRetry();
+  }
+
+  // --- Taking a number ---------------------------------------------------------------------------
+
+  function csrfToken() {
+    var match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    return match ? decodeURIComponent(match[1]) : "";
+  }
+
+  function take() {
+    // Disabled synchronously, before anything else: a double click sends one request.
+    if (inFlight) return;
+    inFlight = true;
+    view = "loading";
+    render();
+    if (dev.on) return; // Dev Controls never call the backend.
+    fetch(cfg.urls.war, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+      body: JSON.stringify({
+        location_id: cfg.slot.location,
+        time_slot: cfg.slot.time_slot,
+        date: cfg.slot.date,
+      }),
+    })
+      .then(function (response) {
+        return response.json().catch(function () { return {}; }).then(function (body) {
+          if (response.status === 201 || response.status === 200) {
+            if (typeof body.remaining === "number" && (live.remaining === null || body.remaining < live.remaining)) {
+              // Fresher than the last push; the next versioned message confirms or corrects it.
+              live.remaining = body.remaining;
+            }
+            succeed(body.ticket, response.status === 200);
+          } else {
+            var retry = Number(response.headers.get("Retry-After")) || null;
+            fail(body.code || (response.status >= 500 ? "unavailable" : "invalid"), body, retry);
+          }
+        });
+      })
+      .catch(function () {
+        fail("network", {}, 2);
+      })
+      .then(function () {
+        inFlight = false;
+        render();
+      });
+  }
+
+  function succeed(ticket, already) {
+    view = "success";
+    el.queueNumber.textContent = String(ticket.queue_number);
+    el.ticketCode.textContent = ticket.code;
+    show(el.alreadyNote, !!already);
+    render();
+    el.panelSuccess.scrollIntoView({ block: "center", behavior: "smooth" });
+  }
+
+  function fail(code, body, retryAfter) {
+    var guide = cfg.guide[code] || cfg.guide.unavailable;
+    view = "failure";
+    failure = { code: code, retryAt: retryAfter ? performance.now() + retryAfter * 1000 : 0 };
+    retryAt = failure.retryAt;
+    el.failureMessage.textContent = guide.message;
+    el.failureNext.textContent = guide.next;
+    el.failureCode.textContent = code;
+    show(el.failureRetry, guide.action === "retry");
+    var link = null;
+    var text = null;
+    if (guide.action === "other_slots") { link = cfg.urls.location; text = S.other_slots; }
+    if (guide.action === "ticket") {
+      var held = body && body.ticket && body.ticket.code;
+      link = cfg.urls.tickets + (held ? "#" + held : "");
+      text = S.see_ticket;
+    }
+    if (guide.action === "profile") { link = cfg.urls.profile; text = S.to_profile; }
+    if (guide.action === "login") { link = cfg.urls.login; text = S.login_first; }
+    if (guide.action === "reload") { link = location.pathname; text = S.reload; }
+    show(el.failureLink, !!link);
+    if (link) {
+      el.failureLink.href = link;
+      el.failureLink.textContent = text;
+    }
+    if (code === "too_early") {
+      // The server says we are early: our clock estimate is off. Measure again; the countdown follows.
+      clock.reset();
+      clock.measure(cfg.urls.time, 3);
+    }
+    render();
+  }
+
+  function renderFailureRetry() {
+    if (el.failureRetry.hidden) return;
+    var wait = failure.retryAt - performance.now();
+    el.failureRetry.disabled = wait > 0;
+    el.failureRetry.textContent = wait > 0 ? S.retry_in.replace("%(n)s", Math.ceil(wait / 1000)) : S.retry;
+  }
+
+  function backToLive() {
+    view = "live";
+    failure = null;
+    render();
+  }
+
+  if (el.take) el.take.addEventListener("click", take);
+  el.failureBack.addEventListener("click", backToLive);
+  el.failureRetry.addEventListener("click", function () {
+    if (failure && failure.retryAt > performance.now()) return;
+    take();
+  });
+
+  // --- Dev Controls (DEBUG only): show each state without calling the backend --------------------
+
+  var devBar = $("dev-controls");
+  if (devBar) {
+    devBar.addEventListener("click", function (event) {
+      var button = event.target.closest("[data-dev]");
+      if (!button) return;
+      var which = button.dataset.dev;
+      inFlight = false;
+      retryAt = 0;
+      if (which === "live") {
+        dev = { on: false, phase: null, opens: null };
+        view = cfg.ticket ? "success" : "live";
+      } else {
+        dev.on = true;
+        dev.phase = null;
+        if (which === "prewar") {
+          var now = clock.now() || performance.now();
+          dev = { on: true, phase: "upcoming", opens: now + 90000 };
+          view = "live";
+        } else if (which === "loading") {
+          dev.phase = "open";
+          take();
+        } else if (which === "success") {
+          succeed({ queue_number: 7, code: "DEMO-0000-0007" }, false);
+        } else if (which === "failure") {
+          var code = $("dev-code").value;
+          fail(code, { ticket: { code: "DEMO-0000-0001" } }, code === "rate_limited" || code === "unavailable" ? 5 : null);
+        }
+      }
+      render();
+    });
+  }
+
+  // --- Start -------------------------------------------------------------------------------------
+
+  clock.onChange(render);
+  setLive(false);
+  el.liveStatus.textContent = S.connecting;
+  connect();
+  // Fine-grained so the button enables within a tenth of a second of the server's opening time.
+  setInterval(render, 100);
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "visible" && !socket) poll();
+  });
+  render();
+})();
