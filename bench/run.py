@@ -1,0 +1,585 @@
+"""``make bench`` / ``make bench-smoke``: the whole system in its production configuration, measured in one run.
+
+Starts PostgreSQL and Redis as ``make test`` does (embedded, unless DATABASE_URL / REDIS_URL are set),
+then the production processes of ``bench.production`` (the recipe docs/deploy.md describes), and
+measures with one load generator (``queueing.services.rehearsal``) and one connection count:
+
+1. the ceiling: a bare Django view (``/bench/ceiling``, no PostgreSQL, no Redis) on the same gunicorn;
+2. the war endpoint on a sold-out slot and on a not-yet-open slot (real tokens, warm identity cache);
+3. an opening storm: time until the last seat is committed in PostgreSQL, and exactness;
+4. WebSocket viewers watching that storm: time from sell-out until the last one shows 0, messages per
+   viewer per second; the largest viewer count that works (trying fewer when one fails).
+
+Prints a table with each ratio to the ceiling and appends a dated entry to docs/benchmarks.md (not in
+smoke mode). Traffic goes only to 127.0.0.1. Every request carries ``X-Forwarded-Proto: https`` as the
+TLS-terminating proxy would, so production settings (DEBUG off, HTTPS redirect on) apply unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bench import production
+from wartiket import devrun
+
+REPO = Path(__file__).resolve().parent.parent
+BENCHMARKS_MD = REPO / "docs" / "benchmarks.md"
+PROXY_HEADERS = {"X-Forwarded-Proto": "https"}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    connections: int
+    processes: int  # load generator processes
+    seconds: float  # each steady phase
+    warmup_seconds: float
+    buyers: int  # tokens cycled by the rejection phases
+    storm_buyers: int
+    storm_attempts: int
+    seats: int
+    viewers: tuple[int, ...]  # tried in order until one works
+    workers: int = production.GUNICORN_WORKERS
+    threads: int = production.GUNICORN_THREADS
+
+
+FULL = Sizes(
+    connections=500,
+    processes=2,
+    seconds=10,
+    warmup_seconds=3,
+    buyers=10_000,
+    storm_buyers=6_000,
+    storm_attempts=2,
+    seats=1_000,
+    viewers=(5_000, 2_000, 1_000),
+)
+SMOKE = Sizes(
+    connections=8,
+    processes=2,
+    seconds=0.5,
+    warmup_seconds=0.3,
+    buyers=40,
+    storm_buyers=30,
+    storm_attempts=2,
+    seats=10,
+    viewers=(6,),
+    workers=1,
+    threads=2,
+)
+
+
+def say(message: str) -> None:
+    print(f"  bench | {message}", flush=True)
+
+
+# --- The processes ------------------------------------------------------------------------------
+
+
+def bench_env(base: dict[str, str]) -> dict[str, str]:
+    """Production settings (DEBUG off) plus the two things a one-machine benchmark needs."""
+    env = dict(base)
+    env.update(
+        DJANGO_SETTINGS_MODULE="bench.settings",
+        DJANGO_DEBUG="false",
+        DJANGO_SECRET_KEY=env.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50),
+        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+        WAR_TESTING="0",
+        # Every request comes from 127.0.0.1: a per-address limit would refuse the whole benchmark.
+        WAR_RATE_LIMIT_IP="0",
+        PYTHONUNBUFFERED="1",
+    )
+    env.pop("TEST_REDIS_URL", None)
+    return env
+
+
+@dataclass
+class Stack:
+    """The production processes, each logging to its own file under ``logs``."""
+
+    env: dict[str, str]
+    logs: Path
+    http_port: int
+    ws_port: int
+    workers: int
+    threads: int
+    only_http: bool = False
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def ws(self) -> str:
+        return f"http://127.0.0.1:{self.ws_port}"
+
+    def start(self) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        recipe = production.recipe(
+            http_bind=f"127.0.0.1:{self.http_port}",
+            ws_port=self.ws_port,
+            schedule=str(self.logs / "celerybeat-schedule"),
+            workers=self.workers,
+            threads=self.threads,
+        )
+        for name, argv in recipe[:1] if self.only_http else recipe:
+            log = open(self.logs / f"{name}.log", "wb")
+            self.procs[name] = subprocess.Popen(
+                production.runnable(argv),
+                cwd=REPO,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=devrun._parent_death_signal(),
+            )
+        self.wait_up(self.http)
+        if not self.only_http:
+            self.wait_up(self.ws)
+
+    def wait_up(self, base: str, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check()
+            request = urllib.request.Request(f"{base}/api/time", headers=PROXY_HEADERS)  # noqa: S310 (loopback)
+            try:
+                with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310 (loopback only)
+                    if response.status == 200:
+                        return
+            except (OSError, urllib.error.URLError):
+                time.sleep(0.2)
+        raise RuntimeError(f"{base} did not answer within {timeout:.0f}s; logs in {self.logs}")
+
+    def check(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                tail = (self.logs / f"{name}.log").read_text(errors="replace").splitlines()[-15:]
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n" + "\n".join(tail))
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            # The whole group: gunicorn's workers, celery's pool.
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            proc.wait()
+        self.procs = {}
+
+
+@contextmanager
+def running(stack: Stack):
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+
+
+# --- Measurements ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Steady:
+    name: str
+    requests: int
+    seconds: float
+    rps: float
+    latency: dict
+    codes: dict
+    statuses: dict
+
+    def row(self, ceiling: float | None) -> dict:
+        return {**asdict(self), "ratio": round(self.rps / ceiling, 3) if ceiling else None}
+
+
+def steady(name: str, base: str, requests: list[bytes], sizes: Sizes, seconds: float) -> Steady:
+    from queueing.services import rehearsal
+
+    target = rehearsal.Target.parse(base)
+    workers = rehearsal.Workers()
+    counter = workers.counter()
+    start_at = time.time() + 0.5
+    for part, conns in zip(
+        rehearsal.split(requests, sizes.processes),
+        rehearsal.share(sizes.connections, sizes.processes),
+        strict=True,
+    ):
+        job = rehearsal.SteadyJob(target, part or requests, start_at, seconds, max(1, conns))
+        workers.start(rehearsal.run_steady_job, (job, counter))
+    parts = workers.results(timeout=seconds + 120)
+    ended = time.time()
+    statuses, codes, latencies = {}, {}, []
+    for part in parts:
+        for key, value in part["statuses"].items():
+            statuses[str(key)] = statuses.get(str(key), 0) + value
+        for key, value in part["codes"].items():
+            codes[key] = codes.get(key, 0) + value
+        latencies += part["latencies"]
+    # Requests still in flight at the end finish a little after it: count the time they took too.
+    elapsed = max(seconds, min(ended - start_at, seconds + max(latencies, default=0)))
+    result = Steady(
+        name=name,
+        requests=len(latencies),
+        seconds=round(elapsed, 2),
+        rps=round(len(latencies) / elapsed, 1),
+        latency=rehearsal.latency_summary(latencies),
+        codes=dict(sorted(codes.items(), key=lambda kv: -kv[1])),
+        statuses=statuses,
+    )
+    say(f"{name}: {result.rps:,.0f} req/s, p99 {result.latency['p99_ms']} ms, {result.codes}")
+    return result
+
+
+def war_requests(base: str, slot, tokens: list[str]) -> list[bytes]:
+    from queueing.services import rehearsal
+
+    target = rehearsal.Target.parse(base)
+    body = json.dumps(
+        {"location_id": slot.location.slug, "time_slot": slot.time_label, "date": slot.date.isoformat()}
+    ).encode()
+    return [
+        rehearsal.http_request(target, "POST", "/api/war", {**PROXY_HEADERS, "Authorization": f"Token {t}"}, body)
+        for t in tokens
+    ]
+
+
+def ceiling_requests(base: str, tokens: list[str]) -> list[bytes]:
+    """The same request as a war attempt (headers, token, body), sent to the bare view."""
+    from queueing.services import rehearsal
+
+    target = rehearsal.Target.parse(base)
+    body = json.dumps({"location_id": "graha-dipta", "time_slot": "10:00"}).encode()
+    return [
+        rehearsal.http_request(target, "POST", "/bench/ceiling", {**PROXY_HEADERS, "Authorization": f"Token {t}"}, body)
+        for t in tokens[:1000]
+    ]
+
+
+def pg_transactions() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()")
+        return int(cursor.fetchone()[0])
+
+
+def storm(stack: Stack, sizes: Sizes, viewers: int) -> dict:
+    from queueing.services import rehearsal
+
+    plan = rehearsal.Plan(
+        url=stack.http,
+        ws_url=stack.ws,
+        users=sizes.storm_buyers,
+        attempts_per_user=sizes.storm_attempts,
+        quota=sizes.seats,
+        opens_in=3.0,
+        concurrency=sizes.connections,
+        processes=sizes.processes,
+        viewers=viewers,
+        headers=PROXY_HEADERS,
+        viewer_grace=15.0,
+    )
+    report = rehearsal.rehearse(plan)
+    db, seen = report["database"], report["viewers"]
+    say(
+        f"storm with {viewers} viewers: {report['outcomes']}; sold out after {db['open_to_sold_out_ms']} ms, "
+        f"last commit {db['open_to_last_commit_ms']} ms; viewers {seen.get('connected')}/{viewers} connected, "
+        f"{seen.get('saw_zero')} saw 0, last {seen.get('last_saw_zero_after_sell_out_ms')} ms after sell-out; "
+        f"exact={report['exact']} {report['violations']}"
+    )
+    report.pop("timeline", None)
+    report.pop("acknowledged", None)
+    return report
+
+
+def viewers_worked(report: dict, viewers: int) -> bool:
+    seen = report["viewers"]
+    return seen.get("connected") == viewers and seen.get("saw_zero") == viewers
+
+
+# --- The run ------------------------------------------------------------------------------------------
+
+
+def measure(sizes: Sizes, env: dict[str, str], data_dir: Path) -> dict:
+    from django.core.management import call_command
+
+    from accounts.services.identity import Principal
+    from queueing.services import rehearsal, reservations
+
+    say("migrate")
+    call_command("migrate", verbosity=0)
+    say(f"{sizes.buyers:,} buyers with API tokens (identity cache warm, as after their earlier visits)")
+    started = time.monotonic()
+    buyers = rehearsal.prepare_buyers(sizes.buyers)
+    say(f"  ready in {time.monotonic() - started:.1f}s")
+    sold_out = rehearsal.open_in(rehearsal.create_slot(1, time_label="08:00"), -5)
+    reservations.reserve(Principal(id=buyers[0].user_id, has_nik=True), "latihan", "08:00", sold_out.date)
+    not_open = rehearsal.create_slot(100, time_label="13:00")  # parked an hour away
+    tokens = [b.token for b in buyers[1:]]
+
+    stack = Stack(env, data_dir / "logs", devrun.free_port(), devrun.free_port(), sizes.workers, sizes.threads)
+    result: dict = {"sizes": asdict(sizes)}
+    with running(stack):
+        say(f"production stack up: gunicorn {sizes.workers}x{sizes.threads} at {stack.http}, daphne at {stack.ws}")
+        ceiling = ceiling_requests(stack.http, tokens)
+        too_early = war_requests(stack.http, not_open, tokens)
+        sold = war_requests(stack.http, sold_out, tokens)
+        steady("warm-up (ceiling)", stack.http, ceiling, sizes, sizes.warmup_seconds)
+        steady("warm-up (war)", stack.http, too_early, sizes, sizes.warmup_seconds)
+
+        before = pg_transactions()
+        phases = [
+            steady("ceiling", stack.http, ceiling, sizes, sizes.seconds),
+            steady("war: sold out", stack.http, sold, sizes, sizes.seconds),
+            steady("war: not yet open", stack.http, too_early, sizes, sizes.seconds),
+        ]
+        rejection_transactions = pg_transactions() - before
+        phases.append(steady("ceiling (again)", stack.http, ceiling, sizes, sizes.seconds))
+        stack.check()
+
+        storms = []
+        for viewers in sizes.viewers:
+            report = storm(stack, sizes, viewers)
+            storms.append(report)
+            if viewers_worked(report, viewers) or not report["exact"]:
+                break
+        stack.check()
+
+    ceiling_rps = (phases[0].rps + phases[3].rps) / 2
+    main_storm = storms[0]
+    worked = next((s for s in storms if viewers_worked(s, s["run"]["viewers"])), None)
+    result.update(
+        ceiling_rps=round(ceiling_rps, 1),
+        phases=[p.row(ceiling_rps) for p in phases],
+        rejection_pg_transactions=rejection_transactions,
+        rejection_requests=phases[1].requests + phases[2].requests,
+        storms=storms,
+        storm_ratio=round(main_storm["throughput_rps"] / ceiling_rps, 3) if main_storm["throughput_rps"] else None,
+        largest_viewers_that_worked=worked["run"]["viewers"] if worked else None,
+        exact=all(s["exact"] for s in storms),
+    )
+    rehearsal.cleanup()
+    return result
+
+
+def machine() -> dict:
+    import django
+    import redis as redis_py
+    from django.db import connection
+
+    from wartiket.redis_client import get_redis
+
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        memory_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError):
+        memory_gb = None
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        postgres = cursor.fetchone()[0]
+    versions = {"python": platform.python_version(), "django": django.get_version(), "redis-py": redis_py.__version__}
+    for package in ("gunicorn", "daphne", "channels", "channels_redis", "celery", "aiohttp"):
+        try:
+            versions[package] = __import__(package).__version__
+        except (ImportError, AttributeError):
+            versions[package] = "?"
+    versions["postgresql"] = postgres.split()[0]
+    versions["redis"] = get_redis().info("server")["redis_version"]
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gb": memory_gb,
+        "os": platform.platform(),
+        "versions": versions,
+    }
+
+
+def _ms(value) -> str:
+    return "—" if value is None else f"{value:,.0f} ms"
+
+
+def table(result: dict) -> str:
+    lines = [
+        "| measurement | requests | req/s | ratio to ceiling | p50 ms | p99 ms | answers |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for phase in result["phases"]:
+        answers = ", ".join(f"{code} {count:,}" for code, count in phase["codes"].items())
+        lines.append(
+            f"| {phase['name']} | {phase['requests']:,} | {phase['rps']:,.0f} | {phase['ratio']:.0%} | "
+            f"{phase['latency']['p50_ms']} | {phase['latency']['p99_ms']} | {answers} |"
+        )
+    for report in result["storms"]:
+        answers = ", ".join(f"{code} {count:,}" for code, count in report["outcomes"].items())
+        lat = report["latency"]
+        ratio = report["throughput_rps"] / result["ceiling_rps"] if report["throughput_rps"] else 0
+        lines.append(
+            f"| opening storm ({report['run']['users']:,} buyers x {report['run']['attempts_per_user']}, "
+            f"{report['run']['viewers']:,} viewers) | {report['requests']:,} | {report['throughput_rps']:,.0f} | "
+            f"{ratio:.0%} | {lat['p50_ms']} | {lat['p99_ms']} | {answers} |"
+        )
+    lines.append("")
+    lines.append("| storm | value |")
+    lines.append("| --- | ---: |")
+    for report in result["storms"]:
+        db, seen = report["database"], report["viewers"]
+        tag = f"{report['run']['viewers']:,} viewers"
+        lines += [
+            f"| seats / buyers / connections ({tag}) | {report['slot']['quota']:,} / {report['run']['users']:,} / "
+            f"{report['run']['concurrency']} |",
+            f"| opening → sold out in Redis ({tag}) | {_ms(db['open_to_sold_out_ms'])} |",
+            f"| opening → last seat committed in PostgreSQL ({tag}) | {_ms(db['open_to_last_commit_ms'])} |",
+            f"| exact ({tag}) | {'yes' if report['exact'] else 'NO: ' + '; '.join(report['violations'])} |",
+            f"| viewers connected / saw 0 ({tag}) | {seen.get('connected')} / {seen.get('saw_zero')} |",
+            f"| sold out → last viewer shows 0 ({tag}) | {_ms(seen.get('last_saw_zero_after_sell_out_ms'))} |",
+            f"| messages per viewer per second ({tag}) | {seen.get('messages_per_viewer_per_second')} |",
+        ]
+    lines.append(
+        "| largest viewer count that worked (all connected and showed 0 within 15 s of the storm's end) | "
+        f"{result['largest_viewers_that_worked'] or 'none'} |"
+    )
+    lines.append(
+        f"| PostgreSQL transactions during the two rejection phases (all processes) | "
+        f"{result['rejection_pg_transactions']:,} for {result['rejection_requests']:,} requests |"
+    )
+    return "\n".join(lines)
+
+
+def write_entry(result: dict, command: str) -> None:
+    m = result["machine"]
+    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+    sizes = result["sizes"]
+    entry = [
+        "",
+        f"## {result['date']} — `{command}`",
+        "",
+        f"- Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gb']} GB memory, {m['os']}.",
+        f"- Versions: {versions}.",
+        f"- Servers: gunicorn {sizes['workers']} workers x {sizes['threads']} threads (gthread), one daphne, Celery "
+        "worker + beat, live_quota; embedded or given PostgreSQL and Redis; load generator on the same machine "
+        f"({sizes['processes']} processes, {sizes['connections']} connections in every measurement).",
+        f"- Duration: {result['duration_s']:.0f} s in all.",
+        "",
+        table(result),
+        "",
+    ]
+    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
+    BENCHMARKS_MD.write_text(text.rstrip("\n") + "\n" + "\n".join(entry))
+
+
+def sweep(env: dict[str, str], data_dir: Path, configs: list[tuple[int, int]], seconds: float) -> list[dict]:
+    """Sizing: ceiling and a sold-out war per gunicorn (workers, threads), 500 connections each."""
+    from django.core.management import call_command
+
+    from accounts.services.identity import Principal
+    from queueing.services import rehearsal, reservations
+
+    call_command("migrate", verbosity=0)
+    buyers = rehearsal.prepare_buyers(FULL.buyers)
+    sold_out = rehearsal.open_in(rehearsal.create_slot(1, time_label="08:00"), -5)
+    reservations.reserve(Principal(id=buyers[0].user_id, has_nik=True), "latihan", "08:00", sold_out.date)
+    tokens = [b.token for b in buyers[1:]]
+    rows = []
+    for workers, threads in configs:
+        sizes = Sizes(**{**asdict(FULL), "workers": workers, "threads": threads})
+        stack = Stack(env, data_dir / "logs", devrun.free_port(), 0, workers, threads, only_http=True)
+        with running(stack):
+            ceiling = ceiling_requests(stack.http, tokens)
+            sold = war_requests(stack.http, sold_out, tokens)
+            steady("warm-up", stack.http, sold, sizes, 2)
+            a = steady(f"{workers}x{threads} ceiling", stack.http, ceiling, sizes, seconds)
+            b = steady(f"{workers}x{threads} sold out", stack.http, sold, sizes, seconds)
+        rows.append({"workers": workers, "threads": threads, "ceiling": a.row(None), "sold_out": b.row(a.rps)})
+    rehearsal.cleanup()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny numbers: checks the benchmark works (make test)")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--no-docs", action="store_true", help="do not append the entry to docs/benchmarks.md")
+    parser.add_argument(
+        "--sweep", metavar="WxT", nargs="+", help="size gunicorn instead: measure each workersxthreads (e.g. 2x8 4x4)"
+    )
+    parser.add_argument("--sweep-seconds", type=float, default=6.0)
+    args = parser.parse_args(argv)
+    sizes = SMOKE if args.smoke else FULL
+    command = "make bench-smoke" if args.smoke else "make bench"
+
+    sup = devrun.Supervisor(env=devrun.child_env())
+    data_dir = Path(tempfile.mkdtemp(prefix="wartiket-bench-"))
+    started = time.monotonic()
+    try:
+        with devrun.servers(sup, data_dir, durable=True):
+            env = bench_env(sup.env)
+            os.environ.update(env)
+            import django
+
+            django.setup()
+            if args.sweep:
+                configs = [tuple(int(n) for n in spec.lower().split("x")) for spec in args.sweep]
+                rows = sweep(env, data_dir, configs, args.sweep_seconds)
+                for row in rows:
+                    say(
+                        f"{row['workers']}x{row['threads']}: ceiling {row['ceiling']['rps']:,.0f} req/s "
+                        f"(p99 {row['ceiling']['latency']['p99_ms']} ms), sold out {row['sold_out']['rps']:,.0f} "
+                        f"req/s (p99 {row['sold_out']['latency']['p99_ms']} ms, {row['sold_out']['ratio']:.0%})"
+                    )
+                if args.json:
+                    Path(args.json).write_text(json.dumps(rows, indent=1))
+                return 0
+            result = measure(sizes, env, data_dir)
+            result["machine"] = machine()
+    except devrun.RunnerError as exc:
+        say(f"error: {exc}")
+        return 1
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    result["date"] = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    result["duration_s"] = round(time.monotonic() - started, 1)
+    result["command"] = command
+    print()
+    print(table(result))
+    print()
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1, default=str))
+    if not args.smoke and not args.no_docs:
+        write_entry(result, command)
+        say(f"entry appended to {BENCHMARKS_MD.relative_to(REPO)}")
+    if not result["exact"]:
+        say("NOT EXACT: see the storm rows above")
+        return 1
+    return 0

@@ -1,0 +1,71 @@
+"""`make bench-smoke`: the benchmark with tiny numbers, so it cannot rot; and its recipe is the documented one."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+
+from bench import production
+from tests.live import ROOT, database_url
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_the_benchmark_smoke_run_reports_every_figure_and_an_exact_storm(tmp_path):
+    out = tmp_path / "bench.json"
+    docs = ROOT / "docs" / "benchmarks.md"
+    docs_before = docs.read_text() if docs.exists() else None
+    env = {**os.environ, "DATABASE_URL": database_url(), "REDIS_URL": settings.REDIS_URL}
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(out.read_text())
+
+    phases = {phase["name"]: phase for phase in report["phases"]}
+    assert list(phases) == ["ceiling", "war: sold out", "war: not yet open", "ceiling (again)"]
+    for phase in phases.values():
+        assert phase["requests"] > 0 and phase["rps"] > 0 and phase["ratio"] > 0
+        assert phase["latency"]["p99_ms"] is not None
+        assert not any(code.startswith("client_error") for code in phase["codes"])
+    assert set(phases["ceiling"]["codes"]) == {"ceiling"}
+    assert "sold_out" in phases["war: sold out"]["codes"]
+    assert set(phases["war: sold out"]["codes"]) <= {"sold_out", "rate_limited"}
+    assert "too_early" in phases["war: not yet open"]["codes"]
+    assert set(phases["war: not yet open"]["codes"]) <= {"too_early", "rate_limited"}
+    assert report["ceiling_rps"] > 0 and report["storm_ratio"] > 0
+
+    storm = report["storms"][0]
+    seats = report["sizes"]["seats"]
+    assert storm["exact"] is True, storm["violations"]
+    assert storm["database"]["tickets"] == storm["outcomes"]["reserved"] == seats
+    assert storm["database"]["open_to_last_commit_ms"] is not None
+    viewers = report["sizes"]["viewers"][0]
+    assert storm["viewers"]["connected"] == storm["viewers"]["saw_zero"] == viewers
+    assert storm["viewers"]["last_saw_zero_after_sell_out_ms"] is not None
+    assert storm["viewers"]["messages_per_viewer_per_second"] > 0
+    assert report["largest_viewers_that_worked"] == viewers
+    assert isinstance(report["rejection_pg_transactions"], int)
+    assert report["machine"]["cores"] >= 1 and report["machine"]["versions"]["django"]
+    # The table the full run writes to docs/benchmarks.md, with each ratio to the ceiling.
+    assert "| war: sold out |" in result.stdout and "ratio to ceiling" in result.stdout
+    # Smoke runs never write the benchmark record.
+    assert (docs.read_text() if docs.exists() else None) == docs_before
+
+
+def test_the_deploy_docs_run_what_the_benchmark_runs():
+    """docs/deploy.md and `make bench` must describe one configuration: every recipe line appears verbatim."""
+    deploy = (ROOT / "docs" / "deploy.md").read_text()
+    for name, argv in production.recipe():
+        line = " ".join(argv)
+        assert line in deploy, f"docs/deploy.md lacks the {name} command: {line}"

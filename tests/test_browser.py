@@ -1,0 +1,345 @@
+"""The buyer's journey in a real browser (Debian's chromium via Playwright) against real processes:
+daphne serving pages, API and WebSockets on one origin, and the `live_quota` broadcaster.
+
+Wars are created far in the future, then moved to open a few seconds ahead once the pages are up, the
+way staff would move them in admin: that change itself travels to the pages over the socket.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+
+import pytest
+
+from accounts.models import User
+from accounts.services.identity import Principal
+from accounts.validators import make_nik
+from queueing.models import Slot, Ticket
+from queueing.services import clock, reservations
+from tests.browser import (
+    DESKTOP,
+    PHONE,
+    Recorder,
+    chromium,
+    daphne_server,
+    live_quota_process,
+    require_chromium,
+    session_cookie,
+    shifted_clock_script,
+)
+from tests.factory import make_slot, make_user
+from tests.live import poll
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+TEN_MINUTES_MS = 10 * 60 * 1000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require_chromium()
+    with chromium() as browser:
+        yield browser
+
+
+@pytest.fixture(scope="module")
+def site(django_db_setup, django_db_blocker):
+    """daphne + live_quota for the whole module (each test's data is its own; the processes are shared)."""
+    with django_db_blocker.unblock(), daphne_server() as base, live_quota_process():
+        yield base
+
+
+@pytest.fixture
+def recorder(request):
+    return Recorder(request.node.name)
+
+
+def open_war_in(slot: Slot, seconds: float) -> int:
+    """Move the war to open ``seconds`` from now by the server clock (as staff would); returns its epoch ms."""
+    opens = clock.redis_now() + datetime.timedelta(seconds=seconds)
+    slot.war_opens_at = opens
+    slot.save()  # post_save syncs Redis (bumping the version) and the catalog once committed
+    return int(opens.timestamp() * 1000)
+
+
+def buyers(n: int, start: int = 100) -> list[Principal]:
+    users = User.objects.bulk_create(
+        User(email=f"crowd{i}@example.com", full_name=f"Crowd {i}", nik=make_nik(i, birth=datetime.date(1988, 3, 4)))
+        for i in range(start, start + n)
+    )
+    return [Principal(id=u.pk, has_nik=True) for u in users]
+
+
+def text(page, selector: str) -> str:
+    return page.locator(selector).inner_text().strip()
+
+
+def is_live(page) -> bool:
+    return page.locator("#live-status").get_attribute("data-live") == "1"
+
+
+def test_a_new_buyer_registers_waits_for_the_war_and_takes_a_number_while_another_window_watches(
+    site, browser, recorder
+):
+    slot = make_slot(quota_size=10, opens_in=3600)
+    war_path = f"/war/{slot.pk}/"
+    buyer_ctx = browser.new_context(viewport=PHONE, locale="id-ID")
+    watcher_ctx = browser.new_context(viewport=DESKTOP, locale="id-ID")
+    buyer, watcher = buyer_ctx.new_page(), watcher_ctx.new_page()
+    recorder.watch("buyer", buyer)
+    recorder.watch("watcher", watcher)
+    war_posts = []
+    buyer.on("request", lambda r: war_posts.append(r) if r.url.endswith("/api/war") else None)
+    try:
+        with recorder.on_failure():
+            buyer.goto(f"{site}/accounts/register/?next={war_path}")
+            buyer.fill("#id_email", "Sari.Wulandari@example.com")
+            buyer.fill("#id_full_name", "Sari Wulandari")
+            buyer.fill("#id_nik", make_nik(77, birth=datetime.date(1993, 6, 21), female=True))
+            buyer.fill("#id_phone", "0813 2222 3333")
+            buyer.fill("#id_password1", "gold-rush-2026!")
+            buyer.fill("#id_password2", "gold-rush-2026!")
+            recorder.shot("register", buyer)
+            buyer.click("form button[type=submit]")
+            buyer.wait_for_url(f"{site}{war_path}")
+            assert User.objects.get(email="sari.wulandari@example.com").nik
+
+            watcher.goto(f"{site}{war_path}")
+            poll(lambda: is_live(buyer) and is_live(watcher), message="both pages on the live socket")
+            assert text(watcher, "#remaining") == "10"
+            watcher.evaluate("window.__notReloaded = true")
+            assert re.match(r"^(59:\d\d|01:00:00)$", text(buyer, "#countdown")), text(buyer, "#countdown")
+            assert buyer.locator("#take").is_disabled()
+            recorder.shot("prewar", buyer)
+
+            # Record every countdown value the buyer sees, to check it runs down to zero.
+            buyer.evaluate(
+                """() => { window.__seen = [];
+                   const el = document.getElementById('countdown');
+                   new MutationObserver(() => window.__seen.push(el.textContent)).observe(el, {childList: true});
+                }"""
+            )
+            opens_ms = open_war_in(slot, 6)
+            buyer.wait_for_function("() => !document.getElementById('take').disabled", timeout=20000)
+            enabled_at = clock.redis_now_ms()
+            seen = buyer.evaluate("window.__seen")
+            assert "00:01" in seen and "00:03" in seen, seen
+            assert enabled_at >= opens_ms - 300, "the button enabled before the server's open time"
+            assert buyer.locator("#countdown-box").is_hidden()
+            recorder.shot("open", buyer)
+
+            # A double click is one request: the button disables itself before the request leaves.
+            buyer.locator("#take").dblclick()
+            buyer.locator("#panel-success").wait_for(state="visible", timeout=15000)
+            ticket = Ticket.objects.get(user__email="sari.wulandari@example.com")
+            assert text(buyer, "#queue-number") == str(ticket.queue_number) == "1"
+            assert text(buyer, "#ticket-code") == ticket.code
+            assert len(war_posts) == 1
+            recorder.shot("success", buyer)
+
+            watcher.wait_for_function("() => document.getElementById('remaining').textContent.trim() === '9'")
+            for principal in buyers(9):
+                reservations.reserve(principal, slot.location.slug, slot.time_label, slot.date, client_ip="10.9.9.9")
+            watcher.wait_for_function("() => document.getElementById('remaining').textContent.trim() === '0'")
+            buyer.wait_for_function("() => document.getElementById('remaining').textContent.trim() === '0'")
+            assert watcher.locator("#war [data-state-badge]").get_attribute("data-state") == "sold_out"
+            assert watcher.evaluate("window.__notReloaded") is True
+            recorder.shot("sold-out", watcher)
+    finally:
+        buyer_ctx.close()
+        watcher_ctx.close()
+
+
+@pytest.mark.parametrize("offset_ms", [TEN_MINUTES_MS, -TEN_MINUTES_MS], ids=["device-10min-fast", "device-10min-slow"])
+def test_a_wrong_device_clock_still_opens_the_button_at_the_servers_time(site, browser, recorder, offset_ms):
+    slot = make_slot(quota_size=5, opens_in=3600)
+    context = browser.new_context(viewport=PHONE, locale="id-ID")
+    context.add_init_script(shifted_clock_script(offset_ms))
+    context.add_cookies([session_cookie(site, make_user())])
+    page = context.new_page()
+    recorder.watch("page", page)
+    try:
+        with recorder.on_failure():
+            page.goto(f"{site}/war/{slot.pk}/")
+            device_skew = page.evaluate("Date.now()") - clock.redis_now_ms()
+            assert abs(device_skew - offset_ms) < 5000, "the init script shifted the page's clock"
+            poll(lambda: is_live(page), message="the live socket")
+            assert re.match(r"^(59:\d\d|01:00:00)$", text(page, "#countdown")), text(page, "#countdown")
+            recorder.shot("prewar", page)
+
+            opens_ms = open_war_in(slot, 5)
+            page.wait_for_function("() => /^00:0[1-5]$/.test(document.getElementById('countdown').textContent)")
+            assert page.locator("#take").is_disabled()
+            page.wait_for_function("() => !document.getElementById('take').disabled", timeout=20000)
+            enabled_at = clock.redis_now_ms()
+            assert opens_ms - 300 <= enabled_at <= opens_ms + 3000, enabled_at - opens_ms
+            recorder.shot("open", page)
+            page.click("#take")
+            page.locator("#panel-success").wait_for(state="visible", timeout=15000)
+            assert text(page, "#queue-number") == "1"
+    finally:
+        context.close()
+
+
+def test_when_the_socket_drops_the_page_polls_says_so_still_takes_a_number_and_resyncs(site, browser, recorder):
+    slot = make_slot(quota_size=6, opens_in=-30)
+    context = browser.new_context(viewport=PHONE, locale="id-ID")
+    context.add_cookies([session_cookie(site, make_user())])
+    page = context.new_page()
+    recorder.watch("page", page)
+    sockets, mode = [], {"connect": True}
+
+    def route(ws):
+        sockets.append(ws)
+        if mode["connect"]:
+            ws.connect_to_server()
+
+    page.route_web_socket(re.compile(r".*/ws/slots/\d+/$"), route)
+    try:
+        with recorder.on_failure():
+            page.goto(f"{site}/war/{slot.pk}/")
+            poll(lambda: is_live(page), message="the live socket")
+            assert text(page, "#remaining") == "6"
+
+            # The connection drops, and the next one reaches no server.
+            mode["connect"] = False
+            sockets[-1].close()
+            poll(lambda: page.locator("#live-status").inner_text().startswith("Menyambung ulang"), message="notice")
+            for principal in buyers(2):
+                reservations.reserve(principal, slot.location.slug, slot.time_label, slot.date, client_ip="10.8.8.8")
+            page.wait_for_function("() => document.getElementById('remaining').textContent.trim() === '4'")
+            assert not is_live(page)
+            recorder.shot("reconnecting", page)
+
+            page.click("#take")
+            page.locator("#panel-success").wait_for(state="visible", timeout=15000)
+            assert text(page, "#queue-number") == "3"
+
+            # The server comes back: the page reconnects and takes the state it missed.
+            for principal in buyers(1, start=200):
+                reservations.reserve(principal, slot.location.slug, slot.time_label, slot.date, client_ip="10.8.8.8")
+            mode["connect"] = True
+            sockets[-1].close()
+            poll(lambda: is_live(page), timeout=30, message="the socket back")
+            page.wait_for_function("() => document.getElementById('remaining').textContent.trim() === '2'")
+    finally:
+        context.close()
+
+
+def test_dev_controls_switch_states_without_calling_the_backend(site, browser, recorder):
+    slot = make_slot(quota_size=5, opens_in=-30)
+    context = browser.new_context(viewport=PHONE, locale="id-ID")
+    context.add_cookies([session_cookie(site, make_user())])
+    page = context.new_page()
+    recorder.watch("page", page)
+    war_posts = []
+    page.on("request", lambda r: war_posts.append(r.url) if "/api/war" in r.url else None)
+    try:
+        with recorder.on_failure():
+            page.goto(f"{site}/war/{slot.pk}/")
+            dev = page.locator("#dev-controls")
+            assert dev.is_visible()
+
+            dev.locator("[data-dev=prewar]").click()
+            assert page.locator("#countdown-box").is_visible() and page.locator("#take").is_disabled()
+            assert re.match(r"^01:(29|30)$", text(page, "#countdown")), text(page, "#countdown")
+            recorder.shot("prewar", page)
+
+            dev.locator("[data-dev=loading]").click()
+            assert page.locator("#take-spinner").is_visible() and page.locator("#take").is_disabled()
+            recorder.shot("loading", page)
+
+            dev.locator("[data-dev=success]").click()
+            assert page.locator("#panel-success").is_visible() and text(page, "#queue-number") == "7"
+            recorder.shot("success", page)
+
+            dev.locator("#dev-code").select_option("one_per_day")
+            dev.locator("[data-dev=failure]").click()
+            assert page.locator("#panel-failure").is_visible()
+            assert text(page, "#failure-code") == "one_per_day"
+            assert page.locator("#failure-link").get_attribute("href").endswith("/tickets/#DEMO-0000-0001")
+            dev.locator("#dev-code").select_option("rate_limited")
+            dev.locator("[data-dev=failure]").click()
+            assert re.match(r"^Coba lagi dalam [1-5] detik$", text(page, "#failure-retry"))
+            recorder.shot("failure", page)
+
+            dev.locator("[data-dev=live]").click()
+            assert page.locator("#take").is_enabled() and page.locator("#panel-live").is_visible()
+            assert war_posts == []
+            assert Ticket.objects.count() == 0
+    finally:
+        context.close()
+
+
+def test_every_page_fits_a_390px_phone_without_sideways_scrolling(site, browser, recorder):
+    slot = make_slot(quota_size=5, opens_in=-30)
+    user = make_user()
+    reservations.reserve(Principal(id=user.pk, has_nik=True), slot.location.slug, slot.time_label, slot.date)
+    paths = ["/", "/locations/graha-dipta/", f"/war/{slot.pk}/", "/tickets/", "/accounts/profile/"]
+    anonymous = ["/accounts/login/", "/accounts/register/"]
+    context = browser.new_context(viewport=PHONE, locale="id-ID")
+    guest = browser.new_context(viewport=PHONE, locale="id-ID")
+    context.add_cookies([session_cookie(site, user)])
+    try:
+        with recorder.on_failure():
+            for ctx, group in ((context, paths), (guest, anonymous)):
+                page = ctx.new_page()
+                recorder.watch("page", page)
+                for path in group:
+                    page.goto(f"{site}{path}")
+                    recorder.shot(path.strip("/").replace("/", "-") or "home", page)
+                    width = page.evaluate("document.documentElement.scrollWidth")
+                    assert width <= PHONE["width"], f"{path} is {width}px wide"
+                page.close()
+    finally:
+        context.close()
+        guest.close()
+
+
+def test_the_language_switcher_turns_the_page_english(site, browser, recorder):
+    slot = make_slot(opens_in=600)
+    context = browser.new_context(viewport=PHONE, locale="id-ID")
+    page = context.new_page()
+    recorder.watch("page", page)
+    try:
+        with recorder.on_failure():
+            page.goto(f"{site}/war/{slot.pk}/")
+            assert text(page, "#countdown-label") == "War dibuka dalam"
+            page.click(".navbar-toggler")
+            page.select_option("#lang-select", "en")
+            page.wait_for_function("() => document.documentElement.lang === 'en'")
+            assert text(page, "#countdown-label") == "War opens in"
+            assert page.url.endswith(f"/war/{slot.pk}/")
+    finally:
+        context.close()
+
+
+def test_cancelling_a_ticket_asks_for_confirmation_first(site, browser, recorder):
+    slot = make_slot(quota_size=5, opens_in=-30)
+    user = make_user()
+    held = reservations.reserve(Principal(id=user.pk, has_nik=True), slot.location.slug, slot.time_label, slot.date)
+    context = browser.new_context(viewport=PHONE, locale="id-ID")
+    context.add_cookies([session_cookie(site, user)])
+    page = context.new_page()
+    recorder.watch("page", page)
+    try:
+        with recorder.on_failure():
+            page.goto(f"{site}/tickets/")
+            page.click("[data-testid=cancel]")
+            dialog = page.locator(f"#cancel-{held.code}")
+            dialog.wait_for(state="visible")
+            recorder.shot("confirm", page)
+            dialog.locator("button[data-bs-dismiss=modal].btn-secondary").click()
+            dialog.wait_for(state="hidden")
+            assert Ticket.objects.get(code=held.code).status == "active"
+
+            page.click("[data-testid=cancel]")
+            dialog.wait_for(state="visible")
+            dialog.locator("[data-testid=confirm-cancel]").click()
+            page.locator(f'[data-code="{held.code}"][data-status="cancelled"]').wait_for()
+            assert Ticket.objects.get(code=held.code).status == "cancelled"
+            assert page.locator(".alert-success").is_visible()
+            recorder.shot("cancelled", page)
+    finally:
+        context.close()
