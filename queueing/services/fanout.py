@@ -11,6 +11,12 @@ clean-up and JSON-encodes the same state again. At 2,000 viewers the last one sa
 (docs/benchmarks.md). Here a broadcast costs one push per process and one encode per slot, and the
 per-viewer work is the socket write itself.
 
+Anti-entropy: a broadcast can be lost without any error the hub could see (the group key flushed or
+evicted while the process was briefly out of the group, a full channel dropping a message). So each
+time the hub renews its membership it also re-reads the watched slots from Redis, in one round trip,
+and fans out any state newer than the one it last sent: whatever was lost, viewers hold the truth
+again within ``MEMBERSHIP_REFRESH_SECONDS``.
+
 Coalescing under load: states received while a fan-out is running replace older pending ones, so a
 process short of CPU sends fewer, newer messages instead of falling behind, and the final state always
 goes out last.
@@ -27,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -42,12 +48,21 @@ YIELD_EVERY = 256
 # After the channel layer failed (Redis down), wait this long before joining the group again.
 RETRY_SECONDS = 1.0
 # Group membership lives in a Redis key: it expires (CHANNEL_LAYERS' group_expiry, so members of dead
-# processes fade) and a restarted, empty Redis forgets it. Re-adding this often keeps a live process in.
+# processes fade) and a restarted, empty Redis forgets it. Re-adding this often keeps a live process in;
+# the watched slots are re-read as often, which bounds how long a lost broadcast can leave a page stale.
 MEMBERSHIP_REFRESH_SECONDS = 2.0
 
 
 class Viewer(Protocol):
     async def push(self, version: int, text: str) -> None: ...
+
+
+class Sent(NamedTuple):
+    """A slot's last fan-out."""
+
+    at: float  # loop time
+    state: str
+    version: int
 
 
 class Hub:
@@ -58,7 +73,7 @@ class Hub:
         self.frames_per_second = max(1, frames_per_second)
         self.viewers: dict[int, set[Viewer]] = {}
         self.pending: dict[int, dict] = {}
-        self.last_sent: dict[int, tuple[float, str]] = {}  # slot -> (loop time, state) of its last fan-out
+        self.last_sent: dict[int, Sent] = {}
         self.timer: asyncio.TimerHandle | None = None
         self.wakeup = asyncio.Event()
         self.joined = asyncio.Event()
@@ -85,10 +100,13 @@ class Hub:
                 self.last_sent.pop(slot_id, None)
 
     def offer(self, states: list[dict]) -> None:
-        """Queue states for the fan-out: only watched slots, only the newest version of each."""
+        """Queue states for the fan-out: only watched slots, only versions newer than any sent or queued."""
         for state in states:
             slot_id = state["slot"]
             if slot_id not in self.viewers:
+                continue
+            sent = self.last_sent.get(slot_id)
+            if sent is not None and state["version"] <= sent.version:
                 continue
             queued = self.pending.get(slot_id)
             if queued is None or state["version"] >= queued["version"]:
@@ -127,16 +145,15 @@ class Hub:
             await asyncio.sleep(MEMBERSHIP_REFRESH_SECONDS)
             try:
                 await self.layer.group_add(live.LIVE_GROUP, channel)
+                await self._resync()
             except Exception as exc:  # an outage: the receive loop notices it too and rejoins
                 log.debug("live fan-out: could not refresh group membership: %r", exc)
 
     async def _resync(self) -> None:
-        states = []
-        for slot_id in list(self.viewers):
-            state = await database_sync_to_async(live.read_state)(slot_id)
-            if state is not None:
-                states.append(state.message())
-        self.offer(states)
+        """Offer the watched slots' current states; ``offer`` keeps only those newer than what was sent."""
+        if self.viewers:
+            states = await database_sync_to_async(live.read_states_by_id)(list(self.viewers))
+            self.offer([state.message() for state in states.values()])
 
     def take_due(self, now: float) -> tuple[dict[int, dict], float | None]:
         """The pending states to send now, and when the earliest one held back by pacing is due."""
@@ -144,10 +161,10 @@ class Hub:
         for slot_id, state in self.pending.items():
             sent = self.last_sent.get(slot_id)
             gap = len(self.viewers.get(slot_id, ())) / self.frames_per_second
-            if sent is None or state["state"] != sent[1] or now - sent[0] >= gap:
+            if sent is None or state["state"] != sent.state or now - sent.at >= gap:
                 due[slot_id] = state
             else:
-                later = sent[0] + gap if later is None else min(later, sent[0] + gap)
+                later = sent.at + gap if later is None else min(later, sent.at + gap)
         for slot_id in due:
             del self.pending[slot_id]
         return due, later
@@ -164,7 +181,7 @@ class Hub:
                     self.timer.cancel()
                 self.timer = loop.call_at(later, self.wakeup.set)
             for slot_id, state in batch.items():
-                self.last_sent[slot_id] = (now, state["state"])
+                self.last_sent[slot_id] = Sent(now, state["state"], state["version"])
                 text = json.dumps(state, separators=(",", ":"))
                 for n, viewer in enumerate(list(self.viewers.get(slot_id, ()))):
                     try:

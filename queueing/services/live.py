@@ -14,7 +14,8 @@ state nobody watches is dropped by each hub at the cost of a dictionary lookup.
 
 Channels' group_send is at-most-once (full channels drop messages), so every message carries the
 slot's Redis ``ver``: pages ignore anything not newer than what they hold and resync on reconnect, and
-the broadcaster repeats each slot's final state once after it has settled in case that one was dropped.
+the broadcaster repeats each slot's final state once after it has settled in case that one was dropped,
+and each hub re-reads its watched slots every couple of seconds (``fanout.MEMBERSHIP_REFRESH_SECONDS``).
 """
 
 from __future__ import annotations
@@ -133,9 +134,14 @@ def ref_for_id(slot_id: int) -> SlotRef | None:
     return catalog.ref_for(slot) if slot else None
 
 
+def read_states_by_id(slot_ids: Iterable[int]) -> dict[int, LiveState]:
+    """Live state of each known slot among ``slot_ids`` (unknown ones are left out), in one Redis read."""
+    refs = [ref for ref in map(ref_for_id, slot_ids) if ref is not None]
+    return read_states(refs) if refs else {}
+
+
 def read_state(slot_id: int) -> LiveState | None:
-    ref = ref_for_id(slot_id)
-    return read_states([ref])[ref.id] if ref else None
+    return read_states_by_id([slot_id]).get(slot_id)
 
 
 def catalog_refs() -> list[SlotRef]:

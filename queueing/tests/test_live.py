@@ -332,6 +332,26 @@ def test_a_process_whose_group_membership_was_lost_rejoins_and_gets_updates_agai
     assert [m["remaining"] for m in run(scenario)] == [2]
 
 
+def test_a_change_whose_broadcast_was_lost_still_reaches_the_viewer():
+    # Group messages can vanish with no error anywhere (a flushed or evicted membership key, a full
+    # channel). Here the broadcast is lost outright: no broadcaster runs. The hub's periodic re-read
+    # must still bring the viewer the truth.
+    slot = make_slot(quota_size=3)
+    principals = buyers(1)
+
+    async def scenario():
+        communicator = await connect(slot.pk)
+        first = await communicator.receive_json_from(timeout=5)
+        await in_own_thread(reserve_all)(slot, principals)
+        received = await drain(communicator, quiet=fanout.MEMBERSHIP_REFRESH_SECONDS + 1.0)
+        await communicator.disconnect()
+        return first, received
+
+    first, received = run(scenario)
+    assert first["remaining"] == 3
+    assert [m["remaining"] for m in received] == [2]
+
+
 def test_many_viewers_get_a_falling_count_paced_but_a_new_state_at_once(settings):
     # 3 viewers at 1 frame/s: the slot's count may go out every 3 s. Sold out must not wait for that.
     settings.WAR_LIVE_FRAMES_PER_SECOND = 1

@@ -13,9 +13,10 @@ from queueing.services.live import Broadcaster
 class Command(BaseCommand):
     help = (
         "Push live remaining quota to open war pages: every --interval-ms, read every slot's counters from "
-        "Redis in one round trip and send each slot whose version changed to its WebSocket group "
-        "(slot-<id>). Run exactly one alongside the web servers for as long as they serve (`make run` "
-        "starts it); without it pages fall back to what they load and poll. Stops cleanly on SIGTERM/Ctrl-C."
+        "Redis in one round trip and send the slots whose version changed, as one message, to the web "
+        "processes' fan-out hubs (channel-layer group live-quota). Run exactly one alongside the web servers "
+        "for as long as they serve (`make run` starts it); without it viewers only see changes from each "
+        "hub's re-read every 2 s. Stops cleanly on SIGTERM/Ctrl-C."
     )
 
     def add_arguments(self, parser):
