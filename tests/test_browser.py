@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -53,6 +55,22 @@ def site(django_db_setup, django_db_blocker):
 @pytest.fixture
 def recorder(request):
     return Recorder(request.node.name)
+
+
+@contextmanager
+def phone_page(browser, site: str, recorder, *, user=None, init_script: str | None = None) -> Iterator[object]:
+    """A phone-sized page in a browser context of its own, signed in as ``user`` if given; closed after."""
+    context = browser.new_context(viewport=PHONE, locale="id-ID")
+    try:
+        if init_script:
+            context.add_init_script(init_script)
+        if user is not None:
+            context.add_cookies([session_cookie(site, user)])
+        page = context.new_page()
+        recorder.watch("page", page)
+        yield page
+    finally:
+        context.close()
 
 
 def open_war_in(slot: Slot, seconds: float) -> int:
@@ -155,122 +173,103 @@ def test_a_new_buyer_registers_waits_for_the_war_and_takes_a_number_while_anothe
 @pytest.mark.parametrize("offset_ms", [TEN_MINUTES_MS, -TEN_MINUTES_MS], ids=["device-10min-fast", "device-10min-slow"])
 def test_a_wrong_device_clock_still_opens_the_button_at_the_servers_time(site, browser, recorder, offset_ms):
     slot = make_slot(quota_size=5, opens_in=3600)
-    context = browser.new_context(viewport=PHONE, locale="id-ID")
-    context.add_init_script(shifted_clock_script(offset_ms))
-    context.add_cookies([session_cookie(site, make_user())])
-    page = context.new_page()
-    recorder.watch("page", page)
-    try:
-        with recorder.on_failure():
-            page.goto(f"{site}/war/{slot.pk}/")
-            device_skew = page.evaluate("Date.now()") - clock.redis_now_ms()
-            assert abs(device_skew - offset_ms) < 5000, "the init script shifted the page's clock"
-            poll(lambda: is_live(page), message="the live socket")
-            assert re.match(r"^(59:\d\d|01:00:00)$", text(page, "#countdown")), text(page, "#countdown")
-            recorder.shot("prewar", page)
+    with (
+        phone_page(browser, site, recorder, user=make_user(), init_script=shifted_clock_script(offset_ms)) as page,
+        recorder.on_failure(),
+    ):
+        page.goto(f"{site}/war/{slot.pk}/")
+        device_skew = page.evaluate("Date.now()") - clock.redis_now_ms()
+        assert abs(device_skew - offset_ms) < 5000, "the init script shifted the page's clock"
+        poll(lambda: is_live(page), message="the live socket")
+        assert re.match(r"^(59:\d\d|01:00:00)$", text(page, "#countdown")), text(page, "#countdown")
+        recorder.shot("prewar", page)
 
-            opens_ms = open_war_in(slot, 8)
-            page.wait_for_function("() => /^00:0[1-8]$/.test(document.getElementById('countdown').textContent)")
-            assert page.locator("#take").is_disabled()
-            page.wait_for_function("() => !document.getElementById('take').disabled", timeout=20000)
-            enabled_at = clock.redis_now_ms()
-            assert opens_ms - 300 <= enabled_at <= opens_ms + 3000, enabled_at - opens_ms
-            recorder.shot("open", page)
-            page.click("#take")
-            page.locator("#panel-success").wait_for(state="visible", timeout=15000)
-            assert text(page, "#queue-number") == "1"
-    finally:
-        context.close()
+        opens_ms = open_war_in(slot, 8)
+        page.wait_for_function("() => /^00:0[1-8]$/.test(document.getElementById('countdown').textContent)")
+        assert page.locator("#take").is_disabled()
+        page.wait_for_function("() => !document.getElementById('take').disabled", timeout=20000)
+        enabled_at = clock.redis_now_ms()
+        assert opens_ms - 300 <= enabled_at <= opens_ms + 3000, enabled_at - opens_ms
+        recorder.shot("open", page)
+        page.click("#take")
+        page.locator("#panel-success").wait_for(state="visible", timeout=15000)
+        assert text(page, "#queue-number") == "1"
 
 
 def test_when_the_socket_drops_the_page_polls_says_so_still_takes_a_number_and_resyncs(site, browser, recorder):
     slot = make_slot(quota_size=6, opens_in=-30)
-    context = browser.new_context(viewport=PHONE, locale="id-ID")
-    context.add_cookies([session_cookie(site, make_user())])
-    page = context.new_page()
-    recorder.watch("page", page)
-    sockets, mode = [], {"connect": True}
+    with phone_page(browser, site, recorder, user=make_user()) as page, recorder.on_failure():
+        sockets, mode = [], {"connect": True}
 
-    def route(ws):
-        sockets.append(ws)
-        if mode["connect"]:
-            ws.connect_to_server()
+        def route(ws):
+            sockets.append(ws)
+            if mode["connect"]:
+                ws.connect_to_server()
 
-    page.route_web_socket(re.compile(r".*/ws/slots/\d+/$"), route)
-    try:
-        with recorder.on_failure():
-            page.goto(f"{site}/war/{slot.pk}/")
-            poll(lambda: is_live(page), message="the live socket")
-            assert text(page, "#remaining") == "6"
+        page.route_web_socket(re.compile(r".*/ws/slots/\d+/$"), route)
+        page.goto(f"{site}/war/{slot.pk}/")
+        poll(lambda: is_live(page), message="the live socket")
+        assert text(page, "#remaining") == "6"
 
-            # The connection drops, and the next one reaches no server.
-            mode["connect"] = False
-            sockets[-1].close()
-            poll(lambda: page.locator("#live-status").inner_text().startswith("Menyambung ulang"), message="notice")
-            for principal in buyers(2):
-                reservations.reserve(principal, slot.location.slug, slot.time_label, slot.date, client_ip="10.8.8.8")
-            page.wait_for_function("() => document.getElementById('remaining').textContent.trim() === '4'")
-            assert not is_live(page)
-            recorder.shot("reconnecting", page)
+        # The connection drops, and the next one reaches no server.
+        mode["connect"] = False
+        sockets[-1].close()
+        poll(lambda: page.locator("#live-status").inner_text().startswith("Menyambung ulang"), message="notice")
+        for principal in buyers(2):
+            reservations.reserve(principal, slot.location.slug, slot.time_label, slot.date, client_ip="10.8.8.8")
+        page.wait_for_function("() => document.getElementById('remaining').textContent.trim() === '4'")
+        assert not is_live(page)
+        recorder.shot("reconnecting", page)
 
-            page.click("#take")
-            page.locator("#panel-success").wait_for(state="visible", timeout=15000)
-            assert text(page, "#queue-number") == "3"
+        page.click("#take")
+        page.locator("#panel-success").wait_for(state="visible", timeout=15000)
+        assert text(page, "#queue-number") == "3"
 
-            # The server comes back: the page reconnects and takes the state it missed.
-            for principal in buyers(1, start=200):
-                reservations.reserve(principal, slot.location.slug, slot.time_label, slot.date, client_ip="10.8.8.8")
-            mode["connect"] = True
-            sockets[-1].close()
-            poll(lambda: is_live(page), timeout=30, message="the socket back")
-            page.wait_for_function("() => document.getElementById('remaining').textContent.trim() === '2'")
-    finally:
-        context.close()
+        # The server comes back: the page reconnects and takes the state it missed.
+        for principal in buyers(1, start=200):
+            reservations.reserve(principal, slot.location.slug, slot.time_label, slot.date, client_ip="10.8.8.8")
+        mode["connect"] = True
+        sockets[-1].close()
+        poll(lambda: is_live(page), timeout=30, message="the socket back")
+        page.wait_for_function("() => document.getElementById('remaining').textContent.trim() === '2'")
 
 
 def test_dev_controls_switch_states_without_calling_the_backend(site, browser, recorder):
     slot = make_slot(quota_size=5, opens_in=-30)
-    context = browser.new_context(viewport=PHONE, locale="id-ID")
-    context.add_cookies([session_cookie(site, make_user())])
-    page = context.new_page()
-    recorder.watch("page", page)
-    war_posts = []
-    page.on("request", lambda r: war_posts.append(r.url) if "/api/war" in r.url else None)
-    try:
-        with recorder.on_failure():
-            page.goto(f"{site}/war/{slot.pk}/")
-            dev = page.locator("#dev-controls")
-            assert dev.is_visible()
+    with phone_page(browser, site, recorder, user=make_user()) as page, recorder.on_failure():
+        war_posts = []
+        page.on("request", lambda r: war_posts.append(r.url) if "/api/war" in r.url else None)
+        page.goto(f"{site}/war/{slot.pk}/")
+        dev = page.locator("#dev-controls")
+        assert dev.is_visible()
 
-            dev.locator("[data-dev=prewar]").click()
-            assert page.locator("#countdown-box").is_visible() and page.locator("#take").is_disabled()
-            assert re.match(r"^01:(29|30)$", text(page, "#countdown")), text(page, "#countdown")
-            recorder.shot("prewar", page)
+        dev.locator("[data-dev=prewar]").click()
+        assert page.locator("#countdown-box").is_visible() and page.locator("#take").is_disabled()
+        assert re.match(r"^01:(29|30)$", text(page, "#countdown")), text(page, "#countdown")
+        recorder.shot("prewar", page)
 
-            dev.locator("[data-dev=loading]").click()
-            assert page.locator("#take-spinner").is_visible() and page.locator("#take").is_disabled()
-            recorder.shot("loading", page)
+        dev.locator("[data-dev=loading]").click()
+        assert page.locator("#take-spinner").is_visible() and page.locator("#take").is_disabled()
+        recorder.shot("loading", page)
 
-            dev.locator("[data-dev=success]").click()
-            assert page.locator("#panel-success").is_visible() and text(page, "#queue-number") == "7"
-            recorder.shot("success", page)
+        dev.locator("[data-dev=success]").click()
+        assert page.locator("#panel-success").is_visible() and text(page, "#queue-number") == "7"
+        recorder.shot("success", page)
 
-            dev.locator("#dev-code").select_option("one_per_day")
-            dev.locator("[data-dev=failure]").click()
-            assert page.locator("#panel-failure").is_visible()
-            assert text(page, "#failure-code") == "one_per_day"
-            assert page.locator("#failure-link").get_attribute("href").endswith("/tickets/#DEMO-0000-0001")
-            dev.locator("#dev-code").select_option("rate_limited")
-            dev.locator("[data-dev=failure]").click()
-            assert re.match(r"^Coba lagi dalam [1-5] detik$", text(page, "#failure-retry"))
-            recorder.shot("failure", page)
+        dev.locator("#dev-code").select_option("one_per_day")
+        dev.locator("[data-dev=failure]").click()
+        assert page.locator("#panel-failure").is_visible()
+        assert text(page, "#failure-code") == "one_per_day"
+        assert page.locator("#failure-link").get_attribute("href").endswith("/tickets/#DEMO-0000-0001")
+        dev.locator("#dev-code").select_option("rate_limited")
+        dev.locator("[data-dev=failure]").click()
+        assert re.match(r"^Coba lagi dalam [1-5] detik$", text(page, "#failure-retry"))
+        recorder.shot("failure", page)
 
-            dev.locator("[data-dev=live]").click()
-            assert page.locator("#take").is_enabled() and page.locator("#panel-live").is_visible()
-            assert war_posts == []
-            assert Ticket.objects.count() == 0
-    finally:
-        context.close()
+        dev.locator("[data-dev=live]").click()
+        assert page.locator("#take").is_enabled() and page.locator("#panel-live").is_visible()
+        assert war_posts == []
+        assert Ticket.objects.count() == 0
 
 
 def test_every_page_fits_a_390px_phone_without_sideways_scrolling(site, browser, recorder):
@@ -300,47 +299,34 @@ def test_every_page_fits_a_390px_phone_without_sideways_scrolling(site, browser,
 
 def test_the_language_switcher_turns_the_page_english(site, browser, recorder):
     slot = make_slot(opens_in=600)
-    context = browser.new_context(viewport=PHONE, locale="id-ID")
-    page = context.new_page()
-    recorder.watch("page", page)
-    try:
-        with recorder.on_failure():
-            page.goto(f"{site}/war/{slot.pk}/")
-            assert text(page, "#countdown-label") == "War dibuka dalam"
-            page.click(".navbar-toggler")
-            page.select_option("#lang-select", "en")
-            page.wait_for_function("() => document.documentElement.lang === 'en'")
-            assert text(page, "#countdown-label") == "War opens in"
-            assert page.url.endswith(f"/war/{slot.pk}/")
-    finally:
-        context.close()
+    with phone_page(browser, site, recorder) as page, recorder.on_failure():
+        page.goto(f"{site}/war/{slot.pk}/")
+        assert text(page, "#countdown-label") == "War dibuka dalam"
+        page.click(".navbar-toggler")
+        page.select_option("#lang-select", "en")
+        page.wait_for_function("() => document.documentElement.lang === 'en'")
+        assert text(page, "#countdown-label") == "War opens in"
+        assert page.url.endswith(f"/war/{slot.pk}/")
 
 
 def test_cancelling_a_ticket_asks_for_confirmation_first(site, browser, recorder):
     slot = make_slot(quota_size=5, opens_in=-30)
     user = make_user()
     held = reservations.reserve(Principal(id=user.pk, has_nik=True), slot.location.slug, slot.time_label, slot.date)
-    context = browser.new_context(viewport=PHONE, locale="id-ID")
-    context.add_cookies([session_cookie(site, user)])
-    page = context.new_page()
-    recorder.watch("page", page)
-    try:
-        with recorder.on_failure():
-            page.goto(f"{site}/tickets/")
-            page.click("[data-testid=cancel]")
-            dialog = page.locator(f"#cancel-{held.code}")
-            dialog.wait_for(state="visible")
-            recorder.shot("confirm", page)
-            dialog.locator("button[data-bs-dismiss=modal].btn-secondary").click()
-            dialog.wait_for(state="hidden")
-            assert Ticket.objects.get(code=held.code).status == "active"
+    with phone_page(browser, site, recorder, user=user) as page, recorder.on_failure():
+        page.goto(f"{site}/tickets/")
+        page.click("[data-testid=cancel]")
+        dialog = page.locator(f"#cancel-{held.code}")
+        dialog.wait_for(state="visible")
+        recorder.shot("confirm", page)
+        dialog.locator("button[data-bs-dismiss=modal].btn-secondary").click()
+        dialog.wait_for(state="hidden")
+        assert Ticket.objects.get(code=held.code).status == "active"
 
-            page.click("[data-testid=cancel]")
-            dialog.wait_for(state="visible")
-            dialog.locator("[data-testid=confirm-cancel]").click()
-            page.locator(f'[data-code="{held.code}"][data-status="cancelled"]').wait_for()
-            assert Ticket.objects.get(code=held.code).status == "cancelled"
-            assert page.locator(".alert-success").is_visible()
-            recorder.shot("cancelled", page)
-    finally:
-        context.close()
+        page.click("[data-testid=cancel]")
+        dialog.wait_for(state="visible")
+        dialog.locator("[data-testid=confirm-cancel]").click()
+        page.locator(f'[data-code="{held.code}"][data-status="cancelled"]').wait_for()
+        assert Ticket.objects.get(code=held.code).status == "cancelled"
+        assert page.locator(".alert-success").is_visible()
+        recorder.shot("cancelled", page)
