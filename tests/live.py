@@ -22,6 +22,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection, connections
 
+from queueing.services import fanout
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -163,6 +165,7 @@ def run_async(scenario):
         try:
             return await scenario()
         finally:
+            await fanout.close_hub()
             # Thread-sensitive sync_to_async calls (the consumer's included) share one thread.
             await sync_to_async(connections.close_all)()
 

@@ -90,6 +90,26 @@ class Hub:
             self.tasks = [asyncio.create_task(self._receive()), asyncio.create_task(self._fan_out())]
         await self.joined.wait()
 
+    async def close(self) -> None:
+        """Stop the hub's tasks and wait until they have ended. Call it before the event loop closes.
+
+        Left to ``asyncio.run``'s teardown, which cancels every task at once (channels_redis' own helper
+        tasks included), the receive task was seen to never end: a CI run hung there (test_live). Here
+        only the hub's tasks are cancelled, and again every second until they are done, in case a
+        cancellation is lost inside the layer's blocking receive.
+        """
+        tasks, self.tasks = self.tasks, []
+        if self.timer is not None:
+            self.timer.cancel()
+        while tasks:
+            for task in tasks:
+                task.cancel()
+            _done, pending = await asyncio.wait(tasks, timeout=1.0)
+            tasks = list(pending)
+            if tasks:
+                log.warning("live fan-out: %d task(s) outlived a cancellation; cancelling again", len(tasks))
+        self.joined.clear()
+
     def discard(self, slot_id: int, viewer: Viewer) -> None:
         watching = self.viewers.get(slot_id)
         if watching is not None:
@@ -194,6 +214,13 @@ class Hub:
 
 
 _hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
+
+
+async def close_hub() -> None:
+    """Stop this event loop's hub, if it has one (before closing the loop: tests, embedding)."""
+    found = _hubs.pop(asyncio.get_running_loop(), None)
+    if found is not None:
+        await found.close()
 
 
 def hub() -> Hub:

@@ -352,6 +352,44 @@ def test_a_change_whose_broadcast_was_lost_still_reaches_the_viewer():
     assert [m["remaining"] for m in received] == [2]
 
 
+def test_closing_the_hub_ends_a_receive_that_lost_a_cancellation():
+    # channels_redis' receive can lose a cancellation that lands as its blocking pop times out, and pop
+    # again. A hub that cancelled once would then never end, and asyncio.run waits for it forever (seen
+    # in CI). This layer loses the first cancellation on purpose.
+    class LosesOneCancellation:
+        lost = 0
+
+        async def new_channel(self):
+            return "specific.test!hub"
+
+        async def group_add(self, group, channel):
+            pass
+
+        async def receive(self, channel):
+            while True:
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    if self.lost:
+                        raise
+                    self.lost += 1
+
+    class Viewer:
+        async def push(self, version, text):
+            pass
+
+    async def scenario():
+        hub = fanout.Hub(LosesOneCancellation(), frames_per_second=100)
+        await hub.add(1, Viewer())
+        tasks = list(hub.tasks)
+        await asyncio.wait_for(hub.close(), timeout=10)
+        return hub.layer.lost, [task.done() for task in tasks]
+
+    lost, done = asyncio.run(scenario())
+    assert lost == 1, "the layer did not lose a cancellation: the test proves nothing"
+    assert done == [True, True]
+
+
 def test_many_viewers_get_a_falling_count_paced_but_a_new_state_at_once(settings):
     # 3 viewers at 1 frame/s: the slot's count may go out every 3 s. Sold out must not wait for that.
     settings.WAR_LIVE_FRAMES_PER_SECOND = 1
