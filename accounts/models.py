@@ -64,10 +64,41 @@ class User(AbstractBaseUser, PermissionsMixin):
     def get_short_name(self) -> str:
         return self.full_name.split(" ")[0] if self.full_name else self.email
 
+    @property
+    def person_key(self) -> str:
+        """The person behind the account, as tickets record it (see ``queueing.models.Ticket.person``)."""
+        return person_key(self.pk, self.nik)
+
     def save(self, *args, **kwargs):
         self.email = (self.email or "").lower()
         self.nik = self.nik or None
         super().save(*args, **kwargs)
+
+
+def person_key(user_id: int, nik: str | None) -> str:
+    # The NIK identifies the person (one per citizen); an account without one can only stand for itself.
+    return f"nik:{nik}" if nik else f"user:{user_id}"
+
+
+class NikChange(models.Model):
+    """A NIK changed by staff while the account held tickets: who, why, and from what to what."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="nik_changes", verbose_name=_("akun"))
+    old_nik = models.CharField(_("NIK lama"), max_length=16, blank=True)
+    new_nik = models.CharField(_("NIK baru"), max_length=16, blank=True)
+    reason = models.CharField(_("alasan"), max_length=255)
+    changed_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("diubah oleh")
+    )
+    changed_at = models.DateTimeField(_("waktu"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["-changed_at"]
+        verbose_name = _("perubahan NIK")
+        verbose_name_plural = _("perubahan NIK")
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.old_nik or '-'} → {self.new_nik or '-'}"
 
 
 def hash_secret(raw: str) -> str:

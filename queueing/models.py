@@ -112,6 +112,15 @@ class Ticket(models.Model):
     queue_number = models.PositiveIntegerField()
     code = models.CharField(max_length=14, unique=True, default=new_ticket_code, editable=False)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
+    # Who the ticket was issued to, as a person rather than an account: "nik:<NIK>" (or "user:<id>" for an
+    # account without a NIK when NIKs are not required), frozen at reservation. One person, one ticket per
+    # war day holds in PostgreSQL on this key, whatever Redis says and whatever the account does later.
+    person = models.CharField(max_length=40)
+    # The day whose one-ticket-per-person rule the ticket falls under (its slot's date), copied so that a
+    # partial unique index can enforce the rule without a join.
+    war_day = models.DateField()
+    # Issued while WAR_ONE_PER_DAY was on: only such tickets take part in the per-day constraint.
+    one_per_day = models.BooleanField(default=True)
     reserved_at = models.DateTimeField(help_text="Redis clock at the moment the number was assigned")
     created_at = models.DateTimeField(auto_now_add=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
@@ -127,16 +136,35 @@ class Ticket(models.Model):
                 name="ticket_one_holding_per_user_slot",
             ),
             models.UniqueConstraint(
+                fields=["slot", "person"],
+                condition=Q(status__in=["active", "checked_in"]),
+                name="ticket_one_holding_per_person_slot",
+            ),
+            models.UniqueConstraint(
+                fields=["person", "war_day"],
+                condition=Q(status__in=["active", "checked_in"], one_per_day=True),
+                name="ticket_one_holding_per_person_day",
+            ),
+            models.UniqueConstraint(
                 fields=["slot", "queue_number"],
                 condition=Q(status__in=["active", "checked_in"]),
                 name="ticket_unique_holding_number",
             ),
             models.CheckConstraint(condition=Q(queue_number__gte=1), name="ticket_number_positive"),
         ]
-        indexes = [models.Index(fields=["user", "status"])]
+        indexes = [models.Index(fields=["user", "status"]), models.Index(fields=["war_day", "status"])]
 
     def __str__(self) -> str:
         return f"#{self.queue_number} {self.code}"
+
+    def save(self, *args, **kwargs):
+        # The reservation service passes both; anything else creating a ticket (admin, fixtures) gets
+        # the same values from the slot and the account, at the cost of a query each.
+        if self.war_day is None:
+            self.war_day = self.slot.date
+        if not self.person:
+            self.person = self.user.person_key
+        super().save(*args, **kwargs)
 
     @property
     def is_holding(self) -> bool:
