@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import pytest
-from django.conf import settings
 
-from queueing.services import catalog, clock
+from queueing.services import catalog, clock, heal
 from tests.factory import make_user, token_client
 from wartiket.redis_client import get_redis, reset_redis
 
 
 @pytest.fixture(autouse=True)
-def clean_redis():
-    """Every test starts from an empty Redis database (never the one `make run` uses)."""
+def clean_redis(settings):
+    """Every test starts from an empty Redis database (never the one `make run` uses).
+
+    An empty Redis beside an empty test database is a correct state, so it is marked as built here
+    (heal's generation); tests of self-healing take that mark away, as a Redis restart would. Background
+    healing threads are off in this process: they would read PostgreSQL outside the test's transaction.
+    Servers the tests start as processes heal as in production.
+    """
     assert settings.TESTING, "tests must run with WAR_TESTING settings"
+    settings.WAR_SELF_HEAL = False
     reset_redis()
     get_redis().flushdb()
+    heal.mark_built()
     catalog._local.clear()
     clock._offset_ms = None
     yield

@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from queueing.models import BypassToken, BypassUse, Location, Slot, Ticket
-from queueing.services import bypass, quota, reservations
+from queueing.services import bypass, quota, reservations, slots
 from queueing.services.errors import ReservationError
 
 
@@ -45,6 +45,15 @@ class LocationAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ["name"]}
     inlines = [SlotInline]
 
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not Slot:
+            return super().save_formset(request, form, formset, change)
+        # Slot edits go through the service, which keeps Redis from gating on a superseded time.
+        for slot in formset.save(commit=False):
+            slots.save(slot)
+        for slot in formset.deleted_objects:
+            slot.delete()
+
 
 @admin.register(Slot)
 class SlotAdmin(admin.ModelAdmin):
@@ -55,6 +64,10 @@ class SlotAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("location")
+
+    def save_model(self, request, obj, form, change):
+        # Fences the slot in Redis before the commit and applies the edit after it (services/slots.py).
+        slots.save(obj)
 
     @admin.display(description="remaining (Redis)")
     def remaining(self, slot):

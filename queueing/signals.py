@@ -1,23 +1,16 @@
-"""Staff edits to slots and locations reach Redis by themselves (after the edit commits)."""
+"""Safety nets: location changes and slot deletions refresh the slot catalog after they commit.
+
+Slot edits do not go through signals: ``queueing.services.slots.save`` fences Redis before the commit
+and applies the edit after it (see there); heal and reconcile catch anything that bypasses it
+(``QuerySet.update()``, raw SQL).
+"""
 
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from queueing.models import Location, Slot
-from queueing.services import catalog, quota
-
-
-@receiver(post_save, sender=Slot)
-def slot_saved(sender, instance, raw=False, **kwargs):
-    if raw:
-        return
-
-    def apply():
-        quota.sync(Slot.objects.select_related("location").get(pk=instance.pk))
-        catalog.rebuild()
-
-    transaction.on_commit(apply)
+from queueing.services import catalog
 
 
 @receiver([post_save, post_delete], sender=Location)

@@ -218,6 +218,17 @@ WAR_RATE_LIMIT_WINDOW_MS = envint("WAR_RATE_LIMIT_WINDOW_MS", 10_000)
 # Behind a proxy, the header that carries the client address (e.g. HTTP_X_REAL_IP). Empty: REMOTE_ADDR.
 WAR_CLIENT_IP_HEADER = env("WAR_CLIENT_IP_HEADER")
 WAR_RETRY_AFTER_SECONDS = envint("WAR_RETRY_AFTER_SECONDS", 2)
+# Each war day's reservation journal (a Redis stream read by reconcile) is capped at about this many entries.
+WAR_JOURNAL_MAXLEN = envint("WAR_JOURNAL_MAXLEN", 200_000)
+# Rebuild Redis from PostgreSQL by itself after it restarted empty or from an older dump
+# (queueing/services/heal.py). Off only for tests that must watch a broken Redis stay broken.
+WAR_SELF_HEAL = envbool("WAR_SELF_HEAL", True)
+# Before such a rebuild reads PostgreSQL, attempts already past Redis get this long to commit their rows.
+WAR_HEAL_GRACE_MS = envint("WAR_HEAL_GRACE_MS", 1000)
+# Celery beat compares PostgreSQL with Redis this often (seconds); drift is logged at ERROR and shown in
+# the war room and `war_status`. With WAR_RECONCILE_REPAIR on, the safe repairs run too (never a rebuild).
+WAR_RECONCILE_INTERVAL = envint("WAR_RECONCILE_INTERVAL", 60)
+WAR_RECONCILE_REPAIR = envbool("WAR_RECONCILE_REPAIR", True)
 # Test-only hooks; refused outside WAR_TESTING so a production process can never honour them.
 WAR_FAULT_INJECTION = TESTING and envbool("WAR_FAULT_INJECTION", False)
 WAR_UNSAFE_TEST_PATH = TESTING and envbool("WAR_UNSAFE_TEST_PATH", False)
@@ -271,6 +282,13 @@ TELEGRAM_TEST_PAUSE_BEFORE_SEND = float(env("TELEGRAM_TEST_PAUSE_BEFORE_SEND", "
 CELERY_BEAT_SCHEDULE = {
     "telegram-reminders": {"task": "notifications.send_due_reminders", "schedule": 30.0},
     "telegram-sweep": {"task": "notifications.sweep", "schedule": 60.0},
+    # Self-heal (also run by live_quota every second, and kicked by requests that meet not_ready).
+    "war-heal": {"task": "queueing.heal", "schedule": 5.0, "options": {"expires": 5}},
+    "war-reconcile": {
+        "task": "queueing.reconcile",
+        "schedule": float(WAR_RECONCILE_INTERVAL),
+        "options": {"expires": 60},
+    },
 }
 # How often a worker looks for messages a dead worker left unacknowledged (kombu's defaults: every
 # 10 s, scanning on every 10th look); a message is handed out again once older than visibility_timeout.

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY
 from django.utils.crypto import constant_time_compare
 
-from accounts.models import ApiToken, User, hash_secret
+from accounts.models import ApiToken, User, hash_secret, person_key
 from wartiket.redis_client import get_redis
 
 IDENTITY_TTL = 3600
@@ -27,6 +27,8 @@ class Principal:
 
     id: int
     has_nik: bool
+    # The person behind the account ("nik:<NIK>"), which the one-ticket-per-day rule is keyed by.
+    person: str = ""
     is_staff: bool = False
     is_active: bool = True
     is_authenticated: bool = True
@@ -36,13 +38,18 @@ class Principal:
     def pk(self) -> int:
         return self.id
 
+    @property
+    def person_key(self) -> str:
+        return self.person or person_key(self.id, None)
 
+
+# The version in the key: entries written by an older release (without the person key) are never read.
 def _user_key(user_id: int | str) -> str:
-    return f"ident:u:{user_id}"
+    return f"ident:v2:u:{user_id}"
 
 
 def _token_key(key_hash: str) -> str:
-    return f"ident:t:{key_hash}"
+    return f"ident:v2:t:{key_hash}"
 
 
 def _facts(user: User) -> dict:
@@ -50,6 +57,7 @@ def _facts(user: User) -> dict:
         "id": user.pk,
         "active": user.is_active,
         "nik": bool(user.nik),
+        "person": user.person_key,
         "staff": user.is_staff,
         "sh": user.get_session_auth_hash(),
     }
@@ -58,7 +66,14 @@ def _facts(user: User) -> dict:
 def _principal(facts: dict) -> Principal | None:
     if not facts.get("active"):
         return None
-    return Principal(id=int(facts["id"]), has_nik=bool(facts["nik"]), is_staff=bool(facts["staff"]))
+    return Principal(
+        id=int(facts["id"]), has_nik=bool(facts["nik"]), person=facts["person"], is_staff=bool(facts["staff"])
+    )
+
+
+def principal_for_user(user: User) -> Principal | None:
+    """The principal of an account already loaded (commands, tests, staff tools)."""
+    return _principal(_facts(user))
 
 
 def principal_for_token(raw_key: str) -> Principal | None:

@@ -29,7 +29,10 @@ _labels = itertools.count(0)
 def make_ticket(user, slot=None, number=1) -> Ticket:
     if slot is None:
         n = next(_labels)
-        slot = make_slot(label=f"{8 + n // 60:02d}:{n % 60:02d}")
+        # A day of its own per ticket: one person may hold only one ticket per war day.
+        slot = make_slot(
+            label=f"{8 + n // 60:02d}:{n % 60:02d}", date=timezone.localdate() + datetime.timedelta(days=2 + n)
+        )
     return Ticket.objects.create(slot=slot, user=user, queue_number=number, reserved_at=timezone.now())
 
 

@@ -8,7 +8,7 @@ Returns 1 when marked, 0 when the holder is gone or holds another code.
 
 local holder = redis.call('HGET', KEYS[1], ARGV[1])
 if not holder then return 0 end
-local number, code, ts = string.match(holder, '^(%d+)|([^|]+)|(%d+)|')
+local number, code, ts, person = string.match(holder, '^(%d+)|([^|]+)|(%d+)|%d|(.*)$')
 if code ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], number .. '|' .. code .. '|' .. ts .. '|1')
+redis.call('HSET', KEYS[1], ARGV[1], number .. '|' .. code .. '|' .. ts .. '|1|' .. person)
 return 1

@@ -3,22 +3,25 @@
 The only clock that decides is Redis TIME: app servers' clocks never take part.
 
 KEYS (all share the war-day hash tag {w:YYYY-MM-DD}, so the script runs unchanged on Redis Cluster)
-  1 slot       HASH  quota, opens (ms), closes (ms), next (next never-issued number), sold, ver
+  1 slot       HASH  quota, opens (ms), closes (ms), next (next never-issued number), sold, ver,
+                     pending (present while a staff edit is between PostgreSQL and Redis: refuse)
   2 free       ZSET  numbers freed by cancellation, score = number (reissued lowest first)
-  3 holders    HASH  user id -> "number|code|reserved_ms|committed"
-  4 day        HASH  user id -> "slot id|code" (one ticket per person per war day)
-  5 journal    STREAM every reservation and release, for reconcile after a crash
+  3 holders    HASH  user id -> "number|code|reserved_ms|committed|person"
+  4 day        HASH  person -> "slot id|code" (one ticket per person per war day)
+  5 journal    STREAM every reservation and release, for reconcile after a crash (capped)
   6 stats      HASH  outcome -> count (war room)
   7 rl_user    STRING attempts by this user in the current window
   8 rl_ip      STRING attempts from this client address in the current window
 ARGV
   1 user id   2 new ticket code   3 slot id   4 bypass time gate ("1"/"0")   5 one per day ("1"/"0")
   6 user limit   7 ip limit   8 window ms   (a limit of 0 turns that limit off)
+  9 person key ("nik:<NIK>" or "user:<id>": the day rule is per person, not per account)
+  10 journal cap (approximate MAXLEN of the day's journal stream)
 Returns {outcome, now_ms, ...}
   rate_limited     retry_after_ms
-  not_ready                                    (slot keys missing: Redis lost them; run sync_quota)
+  not_ready                                    (slot keys missing or an edit pending: self-heal rebuilds)
   too_early        opens_ms
-  already_reserved holder ("number|code|reserved_ms|committed"), remaining
+  already_reserved holder ("number|code|reserved_ms|committed|person"), remaining
   closed           closes_ms
   one_per_day      "slot id|code" of the other ticket
   sold_out
@@ -31,7 +34,7 @@ Rate-limit and war-room counters are bookkeeping and count every attempt; the re
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local uid, code, slot_id = ARGV[1], ARGV[2], ARGV[3]
+local uid, code, slot_id, person = ARGV[1], ARGV[2], ARGV[3], ARGV[9]
 local bypass, one_per_day = ARGV[4] == '1', ARGV[5] == '1'
 local window = tonumber(ARGV[8])
 
@@ -57,8 +60,9 @@ end
 local wait = over_limit(KEYS[8], tonumber(ARGV[7])) or over_limit(KEYS[7], tonumber(ARGV[6]))
 if wait then return done('rate_limited', wait) end
 
-local meta = redis.call('HMGET', KEYS[1], 'quota', 'opens', 'closes', 'next', 'sold')
-if not meta[1] then return done('not_ready') end
+local meta = redis.call('HMGET', KEYS[1], 'quota', 'opens', 'closes', 'next', 'sold', 'pending')
+-- A pending edit means PostgreSQL may already hold other times than these: never gate on them.
+if not meta[1] or meta[6] then return done('not_ready') end
 local quota, opens, closes = tonumber(meta[1]), tonumber(meta[2]), tonumber(meta[3])
 local next_number, sold = tonumber(meta[4]), tonumber(meta[5])
 
@@ -70,7 +74,7 @@ if holder then return done('already_reserved', holder, quota - sold) end
 if not bypass and now >= closes then return done('closed', closes) end
 
 if one_per_day then
-  local other = redis.call('HGET', KEYS[4], uid)
+  local other = redis.call('HGET', KEYS[4], person)
   -- A day entry naming this very slot without a holder is stale (e.g. left by a rebuild): ignore it.
   if other and string.sub(other, 1, string.len(slot_id) + 1) ~= slot_id .. '|' then
     return done('one_per_day', other)
@@ -92,8 +96,8 @@ else
 end
 redis.call('HINCRBY', KEYS[1], 'sold', 1)
 local version = redis.call('HINCRBY', KEYS[1], 'ver', 1)
-redis.call('HSET', KEYS[3], uid, number .. '|' .. code .. '|' .. now .. '|0')
-redis.call('HSET', KEYS[4], uid, slot_id .. '|' .. code)
-redis.call('XADD', KEYS[5], '*', 'op', 'reserve', 'slot', slot_id, 'user', uid,
-  'number', number, 'code', code, 'ts', now)
+redis.call('HSET', KEYS[3], uid, number .. '|' .. code .. '|' .. now .. '|0|' .. person)
+redis.call('HSET', KEYS[4], person, slot_id .. '|' .. code)
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[10], '*', 'op', 'reserve', 'slot', slot_id, 'user', uid,
+  'person', person, 'number', number, 'code', code, 'ts', now)
 return done('reserved', number, code, quota - sold - 1, version)

@@ -1,6 +1,7 @@
 --[[ set_quota.lua: change a live slot's quota and war times without losing a single reservation.
 
-Raising the quota adds seats at once. Lowering is refused while any issued number is above the new
+Raising the quota adds seats at once. Clears the ``pending`` mark a staff edit set before committing
+to PostgreSQL (queueing/services/slots.py): from here on Redis gates on the new times. Lowering is refused while any issued number is above the new
 quota (that buyer holds it); otherwise numbers above the highest one still held are forgotten.
 KEYS 1 slot  2 free
 ARGV 1 quota  2 opens_ms  3 closes_ms
@@ -26,5 +27,6 @@ if quota < highest then return {'below_issued', now, highest} end
 
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '(' .. highest, '+inf')
 redis.call('HSET', KEYS[1], 'quota', quota, 'opens', ARGV[2], 'closes', ARGV[3], 'next', highest + 1)
+redis.call('HDEL', KEYS[1], 'pending')
 local version = redis.call('HINCRBY', KEYS[1], 'ver', 1)
 return {'ok', now, quota - tonumber(meta[2]), version}

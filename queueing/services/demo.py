@@ -11,7 +11,7 @@ from django.utils import timezone
 from accounts.models import User
 from accounts.validators import make_nik
 from queueing.models import Location, Slot, Ticket
-from queueing.services import quota
+from queueing.services import quota, slots
 
 LOCATIONS = [
     ("graha-dipta", "Butik Emas LM Graha Dipta", "Jl. Pemuda No. 1, Pulo Gadung, Jakarta Timur"),
@@ -72,7 +72,7 @@ def seed(*, demo_war_in: datetime.timedelta) -> DemoSummary:
     )
     if not Ticket.objects.filter(slot=demo, status__in=Ticket.HOLDING).exists():
         demo.war_opens_at = (now + demo_war_in).replace(microsecond=0)
-        demo.save(update_fields=["war_opens_at"])
+        slots.save(demo)
 
     logins = []
     for email, password, full_name, phone, serial, female in BUYERS:

@@ -1,12 +1,14 @@
 """Building and changing a slot's Redis state from PostgreSQL (``sync_quota``, staff edits).
 
-PostgreSQL is the truth. A slot whose keys are missing is rebuilt from its tickets; a slot whose keys
-exist gets only its quota and war times updated (set_quota.lua), because rebuilding a live war from
-PostgreSQL would forget reservations that Redis has assigned but PostgreSQL has not committed yet.
+PostgreSQL is the truth. A slot whose keys are missing has its whole war day rebuilt from the tickets
+(build_day.lua); a slot whose keys exist gets only its quota and war times updated (set_quota.lua),
+because rebuilding a live war from PostgreSQL would forget reservations that Redis has assigned but
+PostgreSQL has not committed yet.
 """
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 
 from django.db.models import Max
@@ -15,7 +17,7 @@ from django.utils.translation import gettext as _
 
 from queueing.models import Slot, Ticket
 from queueing.services import catalog
-from queueing.services.store import datetime_to_ms, script, slot_keys
+from queueing.services.store import datetime_to_ms, day_keys, script, slot_keys
 from wartiket.redis_client import get_redis
 
 
@@ -42,35 +44,69 @@ def _meta(slot: Slot) -> list:
     return [slot.quota, datetime_to_ms(slot.war_opens_at), datetime_to_ms(slot.closes_at)]
 
 
-def build(slot: Slot) -> SyncResult:
-    """Replace the slot's Redis state with what PostgreSQL holds (every holding ticket)."""
-    keys = slot_keys(slot.pk, slot.war_day)
-    args = [*_meta(slot), slot.pk]
-    for user_id, number, code, reserved_at in Ticket.objects.filter(slot=slot, status__in=Ticket.HOLDING).values_list(
-        "user_id", "queue_number", "code", "reserved_at"
-    ):
-        args += [user_id, number, code, datetime_to_ms(reserved_at)]
-    _now, remaining, version = script("build")(keys=[keys.slot, keys.free, keys.holders, keys.day], args=args)
-    return SyncResult(slot.pk, "built", int(remaining), int(version))
+def _ticket_args(tickets) -> list:
+    args = []
+    for user_id, person, number, code, reserved_at, one_per_day in tickets:
+        args += [user_id, person, number, code, datetime_to_ms(reserved_at), "1" if one_per_day else "0"]
+    return args
+
+
+# A holding ticket as build_day.lua / merge.lua take it (with ``_ticket_args``).
+TICKET_FIELDS = ("user_id", "person", "queue_number", "code", "reserved_at", "one_per_day")
+
+
+def holding_tickets(**filters):
+    """Holding tickets, lowest number first (the order merge.lua needs)."""
+    return Ticket.objects.filter(status__in=Ticket.HOLDING, **filters).order_by("queue_number")
+
+
+def build_day(day: datetime.date | str) -> int:
+    """Replace one war day's Redis state (every slot of that date and its person hash) with PostgreSQL's.
+
+    Only for a day Redis cannot be trusted on (restarted empty or from an old dump, a slot it never
+    knew): it forgets reservations assigned in Redis but not yet committed. Returns the slots built.
+    """
+    day = day if isinstance(day, str) else day.isoformat()
+    slots = list(Slot.objects.select_related("location").filter(date=day).order_by("pk"))
+    by_slot: dict[int, list] = {slot.pk: [] for slot in slots}
+    for slot_id, *row in holding_tickets(slot__date=day).values_list("slot_id", *TICKET_FIELDS):
+        by_slot[slot_id].append(row)
+    day_key, _journal = day_keys(day)
+    keys, args = [day_key], [len(slots)]
+    for slot in slots:
+        slot_keys_ = slot_keys(slot.pk, day)
+        keys += [slot_keys_.slot, slot_keys_.free, slot_keys_.holders]
+        args += [slot.pk, *_meta(slot), len(by_slot[slot.pk]), *_ticket_args(by_slot[slot.pk])]
+    script("build_day")(keys=keys, args=args)
+    return len(slots)
 
 
 def sync(slot: Slot, *, rebuild: bool = False) -> SyncResult:
-    if rebuild:
-        return build(slot)
+    """Bring Redis' quota and war times of ``slot`` up to PostgreSQL's (and lift a pending edit's mark).
+
+    A slot Redis does not know yet (or ``rebuild``) has its whole war day rebuilt.
+    """
     keys = slot_keys(slot.pk, slot.war_day)
-    reply = script("set_quota")(keys=[keys.slot, keys.free], args=_meta(slot))
-    if reply[0] == "not_ready":
-        return build(slot)
-    if reply[0] == "below_issued":
-        raise QuotaError.below_issued(slot.quota, reply[2])
-    return SyncResult(slot.pk, "updated", int(reply[2]), int(reply[3]))
+    if not rebuild:
+        reply = script("set_quota")(keys=[keys.slot, keys.free], args=_meta(slot))
+        if reply[0] == "below_issued":
+            raise QuotaError.below_issued(slot.quota, reply[2])
+        if reply[0] == "ok":
+            return SyncResult(slot.pk, "updated", int(reply[2]), int(reply[3]))
+    build_day(slot.war_day)
+    quota_, sold, version = get_redis().hmget(keys.slot, "quota", "sold", "ver")
+    return SyncResult(slot.pk, "built", int(quota_) - int(sold), int(version))
 
 
 def sync_all(slots=None, *, rebuild: bool = False) -> list[SyncResult]:
     """Sync every slot still resolvable (or the given ones), then the catalog."""
     if slots is None:
         slots = upcoming_slots()
-    results = [sync(slot, rebuild=rebuild) for slot in slots]
+    if rebuild:
+        # One rebuild per war day, not per slot: the day is build_day's unit.
+        for day in sorted({slot.war_day for slot in slots}):
+            build_day(day)
+    results = [sync(slot) for slot in slots]
     catalog.rebuild()
     return results
 

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import ApiToken, User
+from accounts.models import ApiToken, User, person_key
 from accounts.services import identity
 from accounts.validators import make_nik
 from queueing.models import Location, Slot, Ticket
@@ -176,7 +176,9 @@ def cleanup() -> CleanupSummary:
             summary.released += 1
         except ReservationError:
             pass  # already cancelled or checked in meanwhile: its seat is not ours to give back
-    user_ids = list(User.objects.filter(is_rehearsal=True).values_list("id", flat=True))
+    rehearsal_users = list(User.objects.filter(is_rehearsal=True).values_list("id", "nik"))
+    user_ids = [user_id for user_id, _nik in rehearsal_users]
+    persons = [person_key(user_id, nik) for user_id, nik in rehearsal_users]
     days = set(Ticket.objects.filter(user_id__in=user_ids).values_list("slot__date", flat=True))
     days |= {slot.date for slot in own_slots}
 
@@ -186,8 +188,9 @@ def cleanup() -> CleanupSummary:
         keys = slot_keys(slot.pk, slot.war_day)
         pipe.delete(keys.slot, keys.free, keys.holders, keys.stats)
     for day in days:
-        for start in range(0, len(user_ids), 1000):
-            chunk = user_ids[start : start + 1000]
+        # The day's person hash is keyed by person, not account (see reserve.lua).
+        for start in range(0, len(persons), 1000):
+            chunk = persons[start : start + 1000]
             if chunk:
                 pipe.hdel(slot_keys(0, day.isoformat()).day, *chunk)
     pipe.execute()

@@ -8,6 +8,10 @@ The order of events for one buyer:
 If step 2 fails, step 1 is undone (release.lua) and the buyer gets 503. If the process dies between 1
 and 2, the journal and the uncommitted holder mark survive: the buyer's retry or
 ``reconcile --repair`` writes the row. Nothing acknowledged is lost; nothing is written twice.
+
+PostgreSQL's constraints are the last word when Redis is wrong (restarted from an old dump, say): a
+second ticket for one person on one day, or a number another ticket holds, is refused by the INSERT,
+and the answer is then what PostgreSQL knows (one_per_day, already_reserved), never a 201.
 """
 
 from __future__ import annotations
@@ -19,21 +23,26 @@ import signal
 import time
 from dataclasses import dataclass
 
-import redis
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from queueing.models import Ticket, new_ticket_code
-from queueing.services import bypass, catalog, clock, events
+from queueing.services import bypass, catalog, clock, events, heal
 from queueing.services.catalog import SlotRef
 from queueing.services.errors import ReservationError
-from queueing.services.store import ms_to_datetime, reserve_keys, script, slot_keys
+from queueing.services.store import datetime_to_ms, ms_to_datetime, reserve_keys, script, slot_keys
+from wartiket.outages import REDIS_OUTAGES
 from wartiket.redis_client import get_redis
 
 log = logging.getLogger(__name__)
 
-REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, redis.ReadOnlyError)
+REDIS_ERRORS = REDIS_OUTAGES
+
+# Unique constraints of queueing.Ticket, by what their violation means for the attempt.
+PERSON_DAY = "ticket_one_holding_per_person_day"
+SAME_SLOT = ("ticket_one_holding_per_person_slot", "ticket_one_holding_per_user_slot")
+NUMBER_TAKEN = "ticket_unique_holding_number"
 
 
 @dataclass(frozen=True)
@@ -83,7 +92,12 @@ def reserve(
     if settings.WAR_REQUIRE_NIK and not principal.has_nik:
         raise ReservationError("nik_required")
     try:
-        ref = catalog.resolve(location, time_label, date)
+        try:
+            ref = catalog.resolve(location, time_label, date)
+        except ReservationError as exc:
+            if exc.code == "not_ready":
+                heal.kick()  # the catalog is gone with Redis' state: rebuild both from PostgreSQL
+            raise
         token = bypass.check(bypass_key, ref.id) if bypass_key and settings.WAR_BYPASS_ENABLED else None
         if settings.WAR_UNSAFE_TEST_PATH:
             return _reserve_unsafe(principal, ref)
@@ -98,6 +112,8 @@ def reserve(
                 settings.WAR_RATE_LIMIT_USER,
                 settings.WAR_RATE_LIMIT_IP,
                 settings.WAR_RATE_LIMIT_WINDOW_MS,
+                principal.person_key,
+                settings.WAR_JOURNAL_MAXLEN,
             ],
         )
     except REDIS_ERRORS as exc:
@@ -106,16 +122,21 @@ def reserve(
 
     outcome, now_ms = reply[0], int(reply[1])
     clock.observe(now_ms)
+    if outcome == "not_ready":
+        # Redis lost this slot (restart, flush) or an edit is pending: rebuild from PostgreSQL, once.
+        heal.kick()
     if token is not None:
         bypass.record_use(token, principal.id, ref.id, outcome, now_ms)
 
     if outcome == "reserved":
         number, code, remaining = int(reply[2]), reply[3], int(reply[4])
-        return _commit(principal.id, ref, number, code, now_ms, remaining, fault)
+        return _commit(principal, ref, number, code, now_ms, remaining, fault)
     if outcome == "already_reserved":
-        number, code, reserved_ms, committed = reply[2].split("|")
+        number, code, reserved_ms, committed, _person = reply[2].split("|")
         if committed != "1":
-            _ensure_row(principal.id, ref, int(number), code, int(reserved_ms))
+            restored = _ensure_row(principal, ref, int(number), code, int(reserved_ms))
+            if restored is not None:
+                return restored
         return Reservation(False, ref, int(number), code, int(reserved_ms), int(reply[3]))
     refusal = _refusal(outcome, reply, now_ms, ref)
     # reserve.lua counted this outcome in the slot's war-room stats already; the view must not count it again.
@@ -152,9 +173,23 @@ def _refusal(outcome: str, reply: list, now_ms: int, ref: SlotRef) -> Reservatio
     return ReservationError("unavailable", retry_after=settings.WAR_RETRY_AFTER_SECONDS)
 
 
+def _new_ticket(principal, ref: SlotRef, number: int, code: str, reserved_ms: int) -> Ticket:
+    return Ticket(
+        slot_id=ref.id,
+        user_id=principal.id,
+        person=principal.person_key,
+        war_day=ref.date,
+        one_per_day=settings.WAR_ONE_PER_DAY,
+        queue_number=number,
+        code=code,
+        reserved_at=ms_to_datetime(reserved_ms),
+    )
+
+
 def _commit(
-    user_id: int, ref: SlotRef, number: int, code: str, now_ms: int, remaining: int, fault: str | None
+    principal, ref: SlotRef, number: int, code: str, now_ms: int, remaining: int, fault: str | None
 ) -> Reservation:
+    user_id = principal.id
     fault = fault if settings.WAR_FAULT_INJECTION else None
     if fault == "kill-after-reserve":
         # Test-only: die exactly where a crash hurts most, between Redis and PostgreSQL.
@@ -163,14 +198,12 @@ def _commit(
         # A connection that cannot even be opened has certainly written nothing: release at once.
         connection.ensure_connection()
     except DatabaseError as exc:
-        _undo(user_id, ref, code)
+        _undo(principal, ref, code)
         raise _db_refusal(exc, user_id, ref) from exc
     try:
-        # Autocommit: when create() returns, the row is committed. Only then may the buyer hear 201.
+        # Autocommit: when save() returns, the row is committed. Only then may the buyer hear 201.
         if fault != "reply-lost-before-insert":
-            Ticket.objects.create(
-                slot_id=ref.id, user_id=user_id, queue_number=number, code=code, reserved_at=ms_to_datetime(now_ms)
-            )
+            _new_ticket(principal, ref, number, code, now_ms).save(force_insert=True)
         if fault:
             raise OperationalError(f"test fault {fault}: the connection dropped before PostgreSQL's reply")
     except IntegrityError as exc:
@@ -178,8 +211,7 @@ def _commit(
         # PostgreSQL, saw the uncommitted holder and wrote this very ticket (_ensure_row). The row exists,
         # so the reservation is durable: releasing its seat now would leave a ticket Redis no longer holds.
         if not Ticket.objects.filter(code=code).exists():
-            _undo(user_id, ref, code)
-            raise _db_refusal(exc, user_id, ref) from exc
+            return _refused_by_postgres(exc, principal, ref, number, code)
         _confirm(user_id, ref, code)
         return Reservation(True, ref, number, code, now_ms, remaining)
     except DatabaseError as exc:
@@ -193,7 +225,7 @@ def _commit(
             log.error("reserve: ticket %s may or may not be in PostgreSQL (%s); held for retry/reconcile", code, exc)
             raise ReservationError("unavailable", retry_after=settings.WAR_RETRY_AFTER_SECONDS) from exc
         if not written:
-            _undo(user_id, ref, code)
+            _undo(principal, ref, code)
             raise _db_refusal(exc, user_id, ref) from exc
         log.warning("reserve: ticket %s was committed although its reply was lost", code)
     _confirm(user_id, ref, code)
@@ -213,7 +245,7 @@ def _written_after_all(code: str, fault: str | None) -> bool | None:
 
 
 def _db_refusal(exc: DatabaseError, user_id: int, ref: SlotRef) -> ReservationError:
-    constraint = getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None)
+    constraint = _constraint(exc)
     if isinstance(exc, IntegrityError) and constraint == "ticket_number_within_quota":
         # Redis believed in more seats than PostgreSQL's quota: PostgreSQL wins, the buyer hears sold out.
         log.error("reserve: slot %s: Redis issued a number above the quota; run `reconcile`", ref.id)
@@ -222,10 +254,64 @@ def _db_refusal(exc: DatabaseError, user_id: int, ref: SlotRef) -> ReservationEr
     return ReservationError("unavailable", retry_after=settings.WAR_RETRY_AFTER_SECONDS)
 
 
-def _undo(user_id: int, ref: SlotRef, code: str) -> None:
+def _constraint(exc: DatabaseError) -> str | None:
+    return getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None)
+
+
+def _refused_by_postgres(exc: IntegrityError, principal, ref: SlotRef, number: int, code: str) -> Reservation:
+    """Redis said yes, a constraint said no: Redis was wrong (stale or rebuilt). Answer what PostgreSQL knows."""
+    constraint = _constraint(exc)
+    if constraint == NUMBER_TAKEN:
+        # Another ticket holds this number: putting it back in the free set would hand it out again and
+        # fail again, forever. It stays out (counted as sold) until reconcile adopts the other ticket.
+        log.error("reserve: slot %s: Redis issued #%s that PostgreSQL holds; reconcile will adopt it", ref.id, number)
+        _undo(principal, ref, code, give_back=False)
+        heal.kick_reconcile(ref.id)
+        raise ReservationError("unavailable", retry_after=settings.WAR_RETRY_AFTER_SECONDS) from exc
+    _undo(principal, ref, code)
+    if constraint == PERSON_DAY or constraint in SAME_SLOT:
+        held = (
+            Ticket.objects.select_related("slot", "slot__location")
+            .filter(person=principal.person_key, war_day=ref.date, status__in=Ticket.HOLDING)
+            .order_by("pk")
+        )
+        if constraint in SAME_SLOT:
+            held = held.filter(slot_id=ref.id)
+        other = held.first()
+        if other is not None:
+            heal.kick_reconcile(ref.id)
+            if other.slot_id == ref.id:
+                log.warning("reserve: Redis forgot ticket %s of slot %s; answered from PostgreSQL", other.code, ref.id)
+                return Reservation(False, ref, other.queue_number, other.code, datetime_to_ms(other.reserved_at), 0)
+            raise ReservationError(
+                "one_per_day",
+                ticket={
+                    "code": other.code,
+                    "slot_id": other.slot_id,
+                    "location": other.slot.location.slug,
+                    "date": other.slot.date.isoformat(),
+                    "time_slot": other.slot.time_label,
+                },
+            ) from exc
+    raise _db_refusal(exc, principal.id, ref) from exc
+
+
+def _undo(principal, ref: SlotRef, code: str, *, give_back: bool = True) -> None:
     keys = slot_keys(ref.id, ref.day)
+    reason = "db_failed" if give_back else "number_taken"
     try:
-        script("release")(keys=keys.state, args=[user_id, code, ref.id, "db_failed"])
+        script("release")(
+            keys=keys.state,
+            args=[
+                principal.id,
+                code,
+                ref.id,
+                reason,
+                principal.person_key,
+                settings.WAR_JOURNAL_MAXLEN,
+                1 if give_back else 0,
+            ],
+        )
     except REDIS_ERRORS:
         # The journal still shows the reservation; `reconcile` finds it without a PostgreSQL row.
         log.exception("reserve: could not release %s after a PostgreSQL failure", code)
@@ -239,18 +325,23 @@ def _confirm(user_id: int, ref: SlotRef, code: str) -> None:
         log.warning("reserve: could not mark %s committed", code)
 
 
-def _ensure_row(user_id: int, ref: SlotRef, number: int, code: str, reserved_ms: int) -> None:
-    """The holder was never marked committed: the process may have died before PostgreSQL. Make sure."""
+def _ensure_row(principal, ref: SlotRef, number: int, code: str, reserved_ms: int) -> Reservation | None:
+    """The holder was never marked committed: the process may have died before PostgreSQL. Make sure.
+
+    Returns None when the row is there (now); a Reservation when PostgreSQL knows better than Redis.
+    """
+    user_id = principal.id
+    ticket = _new_ticket(principal, ref, number, code, reserved_ms)
+    defaults = {f: getattr(ticket, f) for f in ("slot_id", "user_id", "person", "war_day", "one_per_day")}
     try:
         _, created = Ticket.objects.get_or_create(
-            code=code,
-            defaults={
-                "slot_id": ref.id,
-                "user_id": user_id,
-                "queue_number": number,
-                "reserved_at": ms_to_datetime(reserved_ms),
-            },
+            code=code, defaults={**defaults, "queue_number": number, "reserved_at": ticket.reserved_at}
         )
+    except IntegrityError as exc:
+        # Restoring would break a PostgreSQL promise (another ticket that day, or this number taken):
+        # the holder is stale, and the answer is PostgreSQL's.
+        log.error("reserve: not restoring %s: %s", code, exc)
+        return _refused_by_postgres(exc, principal, ref, number, code)
     except DatabaseError as exc:
         log.error("reserve: could not restore ticket %s: %s", code, exc)
         raise ReservationError("unavailable", retry_after=settings.WAR_RETRY_AFTER_SECONDS) from exc
@@ -258,6 +349,7 @@ def _ensure_row(user_id: int, ref: SlotRef, number: int, code: str, reserved_ms:
         log.warning("reserve: restored ticket %s that Redis held without a PostgreSQL row", code)
         events.ticket_reserved(code)
     _confirm(user_id, ref, code)
+    return None
 
 
 def _reserve_unsafe(principal, ref: SlotRef) -> Reservation:
@@ -285,38 +377,44 @@ class Cancellation:
 
 
 def cancel(user_id: int | None, code: str, *, reason: str = "cancel") -> Cancellation:
-    """Cancel a ticket and free its seat, in Redis and PostgreSQL together.
+    """Cancel a ticket, then free its seat in Redis.
 
     ``user_id`` is the caller, who must own the ticket; ``None`` is staff acting on anyone's ticket.
+
+    PostgreSQL commits first, Redis releases after. If the release fails (Redis down, the process
+    killed in between), the seat stays taken in Redis a little longer, until reconcile sees a holder
+    whose ticket PostgreSQL cancelled and releases it. The other order could leave two owners of one
+    number: Redis freeing the seat, then the COMMIT failing.
     """
-    try:
-        with transaction.atomic():
-            # Row lock: two cancels of the same ticket (double click, two devices) release once.
-            tickets = Ticket.objects.select_for_update().select_related("slot", "slot__location")
-            if user_id is not None:
-                tickets = tickets.filter(user_id=user_id)
-            ticket = tickets.filter(code=code).first()
-            if ticket is None:
-                raise ReservationError("not_found")
-            if ticket.status != Ticket.Status.ACTIVE:
-                raise ReservationError("not_cancellable", status=ticket.status)
-            ticket.status = Ticket.Status.CANCELLED
-            ticket.cancelled_at = timezone.now()
-            ticket.save(update_fields=["status", "cancelled_at"])
-            ref = catalog.ref_for(ticket.slot)
-            reply = script("release")(
-                keys=slot_keys(ref.id, ref.day).state, args=[ticket.user_id, code, ref.id, reason]
-            )
-            if reply[0] == "not_ready":
-                # Raising rolls the cancellation back: Redis must learn of it, or the seat is lost.
-                raise ReservationError("not_ready", retry_after=settings.WAR_RETRY_AFTER_SECONDS)
-            if reply[0] == "not_holder":
-                log.error("cancel: Redis did not hold %s for slot %s; run `reconcile`", code, ref.id)
-            remaining = int(reply[2]) if reply[0] == "released" else None
-    except REDIS_ERRORS as exc:
-        raise ReservationError("unavailable", retry_after=settings.WAR_RETRY_AFTER_SECONDS) from exc
+    with transaction.atomic():
+        # Row lock: two cancels of the same ticket (double click, two devices) cancel once.
+        tickets = Ticket.objects.select_for_update().select_related("slot", "slot__location")
+        if user_id is not None:
+            tickets = tickets.filter(user_id=user_id)
+        ticket = tickets.filter(code=code).first()
+        if ticket is None:
+            raise ReservationError("not_found")
+        if ticket.status != Ticket.Status.ACTIVE:
+            raise ReservationError("not_cancellable", status=ticket.status)
+        ticket.status = Ticket.Status.CANCELLED
+        ticket.cancelled_at = timezone.now()
+        ticket.save(update_fields=["status", "cancelled_at"])
     events.ticket_cancelled(code)
-    return Cancellation(code, remaining)
+    return Cancellation(code, release_seat(ticket, reason))
+
+
+def release_seat(ticket: Ticket, reason: str) -> int | None:
+    """Give a cancelled ticket's number back in Redis. Returns the slot's remaining, None if not now."""
+    keys = slot_keys(ticket.slot_id, ticket.war_day.isoformat())
+    args = [ticket.user_id, ticket.code, ticket.slot_id, reason, ticket.person, settings.WAR_JOURNAL_MAXLEN, 1]
+    try:
+        reply = script("release")(keys=keys.state, args=args)
+    except REDIS_ERRORS as exc:
+        log.warning("cancel: Redis could not release %s (%s); reconcile will", ticket.code, exc)
+        return None
+    if reply[0] == "not_holder":
+        log.warning("cancel: Redis did not hold %s for slot %s; reconcile compares them", ticket.code, ticket.slot_id)
+    return int(reply[2]) if reply[0] == "released" else None
 
 
 def check_in(code: str) -> bool:

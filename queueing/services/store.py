@@ -17,7 +17,7 @@ from django.utils import timezone
 from wartiket.redis_client import get_redis
 
 LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
-SCRIPT_NAMES = ("reserve", "release", "confirm", "set_quota", "build")
+SCRIPT_NAMES = ("reserve", "release", "confirm", "set_quota", "build_day", "merge")
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,13 @@ class SlotKeys:
 
     @property
     def state(self) -> list[str]:
-        """The keys release.lua / build.lua take, in their order."""
+        """The keys release.lua takes, in its order."""
         return [self.slot, self.free, self.holders, self.day, self.journal]
+
+    @property
+    def merge(self) -> list[str]:
+        """The keys merge.lua takes, in its order."""
+        return [self.slot, self.free, self.holders, self.day]
 
 
 def day_tag(day: str) -> str:
@@ -50,6 +55,12 @@ def slot_keys(slot_id: int, day: str) -> SlotKeys:
         journal=f"{tag}:journal",
         stats=f"{base}:stats",
     )
+
+
+def day_keys(day: str) -> tuple[str, str]:
+    """The war day's person hash and journal (shared by all its slots)."""
+    tag = day_tag(day)
+    return f"{tag}:holders", f"{tag}:journal"
 
 
 def rate_keys(day: str, user_id: int, client_ip: str) -> list[str]:

@@ -51,7 +51,7 @@ def test_reconcile_repair_restores_a_ticket_lost_to_a_crash():
     buyer = make_user()
     with gunicorn_server(workers=1, WAR_FAULT_INJECTION="1") as base:
         kill_mid_reservation(base, ApiToken.issue(buyer), slot)
-    number, code, _ts, committed = holder(slot, buyer)
+    number, code, _ts, committed, _person = holder(slot, buyer)
     assert committed == "0"
     assert not Ticket.objects.exists()
 
@@ -73,7 +73,7 @@ def test_the_buyers_retry_after_a_crash_gets_the_same_ticket_written_once():
     token = ApiToken.issue(buyer)
     with gunicorn_server(workers=1, WAR_FAULT_INJECTION="1") as base:
         kill_mid_reservation(base, token, slot)
-        _number, code, _ts, _committed = holder(slot, buyer)
+        _number, code, _ts, _committed, _person = holder(slot, buyer)
         status, body = post_war(base, token, slot)
         assert (status, body["code"], body["ticket"]["code"]) == (200, "already_reserved", code)
         assert Ticket.objects.get().code == code

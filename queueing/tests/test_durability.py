@@ -6,6 +6,7 @@ import pytest
 from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
 
+from accounts.services import identity
 from queueing.models import Ticket
 from queueing.services import quota
 from queueing.services.store import slot_keys
@@ -127,7 +128,7 @@ def test_a_retry_that_writes_the_row_first_does_not_make_the_first_attempt_relea
     keys = slot_keys(slot.pk, slot.war_day)
     first = script("reserve")(
         keys=reserve_keys(slot.pk, ref.day, buyer.pk, "-"),
-        args=[buyer.pk, new_ticket_code(), slot.pk, 0, 1, 0, 0, 10_000],
+        args=[buyer.pk, new_ticket_code(), slot.pk, 0, 1, 0, 0, 10_000, buyer.person_key, 1000],
     )
     assert first[0] == "reserved"
     number, code, now_ms = int(first[2]), first[3], int(first[1])
@@ -135,7 +136,7 @@ def test_a_retry_that_writes_the_row_first_does_not_make_the_first_attempt_relea
     retry = token_client(buyer).post("/api/war", war_body(slot), format="json")
     assert (retry.status_code, retry.json()["ticket"]["code"]) == (200, code)
 
-    result = reservations._commit(buyer.pk, ref, number, code, now_ms, int(first[4]), None)
+    result = reservations._commit(identity.principal_for_user(buyer), ref, number, code, now_ms, int(first[4]), None)
     assert (result.code, result.queue_number) == (code, number)
     assert Ticket.objects.filter(slot=slot, status="active").count() == 1
     assert get_redis().hget(keys.slot, "sold") == "1"
@@ -160,7 +161,7 @@ def test_a_reply_lost_after_postgresql_committed_still_answers_with_the_ticket(s
     ticket = Ticket.objects.get()
     assert (ticket.code, ticket.user_id) == (answer["ticket"]["code"], user.pk)
     assert redis_state["sold"] == "1"
-    assert redis_state["holders"][str(user.pk)].endswith("|1")  # marked committed
+    assert redis_state["holders"][str(user.pk)].split("|")[3] == "1"  # marked committed
     call_command("reconcile", grace_ms=0)  # no drift: returns normally
 
 

@@ -118,7 +118,7 @@ def audit_command(path) -> tuple[int, str]:
 
 def test_the_audit_catches_a_duplicate_number_and_an_untold_ticket():
     slot = make_slot(quota_size=3)
-    buyers = [identity.Principal(id=make_user().pk, has_nik=True) for _ in range(2)]
+    buyers = [principal_of(make_user().pk) for _ in range(2)]
     made = [reservations.reserve(b, slot.location.slug, slot.time_label, slot.date) for b in buyers]
     told = [audit.Acknowledged(r.code, r.queue_number) for r in made]
     assert audit.exactness_violations(slot, told, expect_sold_out=False, all_answers_seen=True) == []
@@ -142,16 +142,20 @@ def test_rehearsal_buyers_are_reused_with_fresh_tokens():
     assert len({u.nik for u in User.objects.filter(is_rehearsal=True)}) == 4
 
 
+def principal_of(user_id: int) -> identity.Principal:
+    return identity.principal_for_user(User.objects.get(pk=user_id))
+
+
 def test_cleanup_removes_rehearsals_and_gives_real_seats_back():
     real_slot = make_slot(quota_size=5)
     real_buyer = make_user()
-    reservations.reserve(identity.Principal(id=real_buyer.pk, has_nik=True), "graha-dipta", "10:00", real_slot.date)
+    reservations.reserve(principal_of(real_buyer.pk), "graha-dipta", "10:00", real_slot.date)
     rehearsal_buyers = rehearsal.prepare_buyers(3)
     on_real = rehearsal_buyers[0]
-    reservations.reserve(identity.Principal(id=on_real.user_id, has_nik=True), "graha-dipta", "10:00", real_slot.date)
+    reservations.reserve(principal_of(on_real.user_id), "graha-dipta", "10:00", real_slot.date)
     own = rehearsal.open_in(rehearsal.create_slot(2), -1)
     for buyer in rehearsal_buyers[1:]:
-        reservations.reserve(identity.Principal(id=buyer.user_id, has_nik=True), "latihan", own.time_label, own.date)
+        reservations.reserve(principal_of(buyer.user_id), "latihan", own.time_label, own.date)
     assert quota.remaining_for([real_slot])[real_slot.pk] == 3
     own_keys = slot_keys(own.pk, own.war_day)
 

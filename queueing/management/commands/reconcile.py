@@ -1,4 +1,4 @@
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from queueing.models import Slot
 from queueing.services import reconcile
@@ -6,20 +6,29 @@ from queueing.services import reconcile
 
 class Command(BaseCommand):
     help = (
-        "Compare, per slot, PostgreSQL's tickets with Redis' holders and the reservation journal. "
-        "Exits 1 when they drift apart. With --repair, writes the tickets a crash lost (reserved in Redis, "
-        "never committed) and rebuilds Redis from PostgreSQL where it is still wrong. Run after any crash "
-        "or Redis incident, and safely at any time: reservations younger than --grace-ms are left alone."
+        "Compare PostgreSQL with Redis for every upcoming slot (or --slot): quota, opening and closing times, "
+        "holders, the sold counter, the war day's person entries and the journal, from one consistent Redis "
+        "snapshot per war day. Exits 1 on drift. --repair fixes what is safe during a live war: writes the "
+        "rows a crash lost, releases seats of tickets PostgreSQL cancelled, adds to Redis the tickets it "
+        "lacks, sets quota and times from PostgreSQL, closes orphan journal entries. It never rebuilds a "
+        "live slot (self-heal rebuilds a Redis that lost its state). Celery beat runs the check every minute."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--repair", action="store_true", help="Fix what can be fixed")
+        parser.add_argument("--repair", action="store_true", help="Fix what can be fixed safely")
         parser.add_argument("--slot", type=int, action="append", help="Only this slot id (repeatable)")
-        parser.add_argument("--grace-ms", type=int, default=5000, help="Ignore reservations younger than this")
+        parser.add_argument("--grace-ms", type=int, default=5000, help="Leave reservations younger than this alone")
 
     def handle(self, *args, repair=False, slot=None, grace_ms=5000, **options):
-        slots = list(Slot.objects.select_related("location").filter(pk__in=slot)) if slot else None
+        slots = None
+        if slot:
+            slots = list(Slot.objects.select_related("location").filter(pk__in=slot))
+            unknown = sorted(set(slot) - {s.pk for s in slots})
+            if unknown:
+                raise CommandError(f"Unknown slot id(s): {', '.join(map(str, unknown))}")
         reports = reconcile.reconcile(slots, repair=repair, grace_ms=grace_ms)
+        if slots is None:
+            reconcile.record(reports)
         drifted = 0
         for report in reports:
             state = "DRIFT" if report.drift else "ok"
@@ -27,20 +36,13 @@ class Command(BaseCommand):
                 f"slot {report.slot.pk} {report.slot}: {state}; PostgreSQL holding {report.pg_holding}, "
                 f"Redis sold {report.redis_sold}"
             )
-            for entry in report.missing_in_pg:
-                self.stdout.write(f"  missing in PostgreSQL: #{entry['number']} {entry['code']} user {entry['user']}")
-            for code in report.missing_in_redis:
-                self.stdout.write(f"  missing in Redis: {code}")
-            for problem in report.problems:
-                self.stdout.write(f"  {problem}")
-            for code in report.repaired:
-                self.stdout.write(self.style.SUCCESS(f"  restored ticket {code}"))
+            for line in report.lines():
+                self.stdout.write(f"  {line}")
+            for line in report.repaired:
+                self.stdout.write(self.style.SUCCESS(f"  {line}"))
             drifted += report.drift
         summary = f"{len(reports)} slot(s) checked, {drifted} with drift"
-        if repair:
-            self.stdout.write(self.style.SUCCESS(f"{summary}; repaired."))
-            return
-        if drifted:
+        if drifted and not repair:
             self.stderr.write(self.style.ERROR(f"{summary}. Run with --repair to fix."))
             raise SystemExit(1)
-        self.stdout.write(self.style.SUCCESS(summary))
+        self.stdout.write(self.style.SUCCESS(f"{summary}{'; repaired' if drifted else ''}."))

@@ -1,29 +1,42 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from queueing.models import Slot
-from queueing.services import quota
+from queueing.services import heal, quota
 
 
 class Command(BaseCommand):
     help = (
-        "Build each slot's Redis state (quota, remaining, holders) from PostgreSQL, and the slot catalog. "
-        "Run after Redis restarted empty (the war answers not_ready until then) or after editing slots "
-        "outside the admin. Slots Redis already knows only get their quota and times updated, so it is "
-        "safe during a live war; --rebuild replaces their state from PostgreSQL (only when no war is live)."
+        "Bring Redis up to PostgreSQL: if Redis restarted (empty or from an older dump) rebuild every "
+        "upcoming war day from PostgreSQL's tickets, then set each slot's quota and war times, and the slot "
+        "catalog. Self-heal does the same by itself within seconds (live_quota, Celery beat, requests), so "
+        "this is for start-up and for the impatient. Safe during a live war: slots Redis already knows only "
+        "get their quota and times updated. --rebuild replaces the selected slots' war days from PostgreSQL "
+        "(forgets reservations not yet committed: only when no war of that day is live)."
     )
 
     def add_arguments(self, parser):
         parser.add_argument("--slot", type=int, action="append", help="Only this slot id (repeatable)")
-        parser.add_argument("--rebuild", action="store_true", help="Rebuild existing slots from PostgreSQL too")
+        parser.add_argument("--rebuild", action="store_true", help="Rebuild the slots' war days from PostgreSQL")
 
     def handle(self, *args, slot=None, rebuild=False, **options):
-        slots = Slot.objects.select_related("location").filter(pk__in=slot) if slot else None
-        if slot and len(slots) != len(set(slot)):
-            raise CommandError(f"Unknown slot id in {slot}")
+        slots = None
+        if slot:
+            slots = list(Slot.objects.select_related("location").filter(pk__in=slot))
+            unknown = sorted(set(slot) - {s.pk for s in slots})
+            if unknown:
+                raise CommandError(f"Unknown slot id(s): {', '.join(map(str, unknown))}")
+        else:
+            healed = heal.check_and_heal(sweep=False)
+            if healed:
+                self.stdout.write(f"Redis rebuilt from PostgreSQL ({healed.reason}): {healed.days} war day(s).")
         try:
             results = quota.sync_all(slots, rebuild=rebuild)
         except quota.QuotaError as exc:
             raise CommandError(str(exc)) from exc
+        if slots is None:
+            heal.mark_built()
         for result in results:
-            self.stdout.write(f"slot {result.slot_id}: {result.action}, remaining {result.remaining}")
+            self.stdout.write(
+                f"slot {result.slot_id}: {result.action}, remaining {result.remaining}", self.style.NOTICE
+            )
         self.stdout.write(self.style.SUCCESS(f"Synced {len(results)} slot(s) and the catalog."))
