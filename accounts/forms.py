@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User
+from accounts.services import nik as nik_service
 from accounts.validators import validate_nik
 
 # Friendlier words for each refusal code of ``validate_nik``: what is wrong and where to look.
@@ -167,6 +168,14 @@ class ProfileForm(_BuyerFields):
         super().__init__(*args, **kwargs)
         # Accounts made by staff or the API may have neither yet; saving the name must not demand them.
         self.fields["phone"].required = False
+
+    def clean_nik(self):
+        nik = super().clean_nik()
+        # Read from the database, not self.instance: the form has already put the new value on it.
+        current = User.objects.filter(pk=self.instance.pk).values_list("nik", flat=True).first()
+        if (current or None) != (nik or None):
+            nik_service.buyer_may_change(User(pk=self.instance.pk, nik=current), nik)
+        return nik
 
     class Meta:
         model = User

@@ -145,6 +145,13 @@ class Ticket(models.Model):
                 condition=Q(status__in=["active", "checked_in"], one_per_day=True),
                 name="ticket_one_holding_per_person_day",
             ),
+            # The same per account: a ticket keeps the person it was issued to, so an account whose NIK
+            # staff changed afterwards is still held to one ticket that day.
+            models.UniqueConstraint(
+                fields=["user", "war_day"],
+                condition=Q(status__in=["active", "checked_in"], one_per_day=True),
+                name="ticket_one_holding_per_user_day",
+            ),
             models.UniqueConstraint(
                 fields=["slot", "queue_number"],
                 condition=Q(status__in=["active", "checked_in"]),

@@ -15,6 +15,7 @@ HOLDING = ["active", "checked_in"]
 def fill_person_and_day(apps, schema_editor):
     Ticket = apps.get_model("queueing", "Ticket")
     seen_day: set[tuple[str, object]] = set()
+    seen_user_day: set[tuple[int, object]] = set()
     seen_slot: set[tuple[str, int]] = set()
     tickets = Ticket.objects.select_related("user", "slot").order_by("reserved_at", "pk")
     for ticket in tickets.iterator():
@@ -23,9 +24,10 @@ def fill_person_and_day(apps, schema_editor):
         ticket.war_day = ticket.slot.date
         if ticket.status in HOLDING:
             day_key, slot_key = (ticket.person, ticket.war_day), (ticket.person, ticket.slot_id)
-            if day_key in seen_day:
+            if day_key in seen_day or (ticket.user_id, ticket.war_day) in seen_user_day:
                 ticket.one_per_day = False
             seen_day.add(day_key)
+            seen_user_day.add((ticket.user_id, ticket.war_day))
             if slot_key in seen_slot:
                 # Two holding tickets for one person in one slot cannot be grandfathered by a flag: key the
                 # later one by its account, which the old (slot, user) constraint already kept unique.
@@ -56,6 +58,14 @@ class Migration(migrations.Migration):
                 condition=Q(status__in=HOLDING, one_per_day=True),
                 fields=("person", "war_day"),
                 name="ticket_one_holding_per_person_day",
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="ticket",
+            constraint=models.UniqueConstraint(
+                condition=Q(status__in=HOLDING, one_per_day=True),
+                fields=("user", "war_day"),
+                name="ticket_one_holding_per_user_day",
             ),
         ),
         migrations.AddIndex(

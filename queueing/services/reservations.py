@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, OperationalError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from queueing.models import Ticket, new_ticket_code
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 REDIS_ERRORS = REDIS_OUTAGES
 
 # Unique constraints of queueing.Ticket, by what their violation means for the attempt.
-PERSON_DAY = "ticket_one_holding_per_person_day"
+PERSON_DAY = ("ticket_one_holding_per_person_day", "ticket_one_holding_per_user_day")
 SAME_SLOT = ("ticket_one_holding_per_person_slot", "ticket_one_holding_per_user_slot")
 NUMBER_TAKEN = "ticket_unique_holding_number"
 
@@ -269,10 +270,11 @@ def _refused_by_postgres(exc: IntegrityError, principal, ref: SlotRef, number: i
         heal.kick_reconcile(ref.id)
         raise ReservationError("unavailable", retry_after=settings.WAR_RETRY_AFTER_SECONDS) from exc
     _undo(principal, ref, code)
-    if constraint == PERSON_DAY or constraint in SAME_SLOT:
+    if constraint in PERSON_DAY or constraint in SAME_SLOT:
         held = (
             Ticket.objects.select_related("slot", "slot__location")
-            .filter(person=principal.person_key, war_day=ref.date, status__in=Ticket.HOLDING)
+            .filter(Q(person=principal.person_key) | Q(user_id=principal.id), war_day=ref.date)
+            .filter(status__in=Ticket.HOLDING)
             .order_by("pk")
         )
         if constraint in SAME_SLOT:
