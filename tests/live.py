@@ -153,6 +153,9 @@ def gunicorn_server(*, workers: int = 2, threads: int = 8, **env: str):
         "2",
         "--log-level",
         "warning",
+        # gunicorn 27 opens a control socket at one fixed path per user: a second server started on the
+        # same machine (another test run) would fight over it.
+        "--no-control-socket",
     ]
     with served(argv, port, **env) as base:
         yield base

@@ -13,7 +13,9 @@ import time
 import aiohttp
 
 
-async def _fire(base_url: str, attempts: list[tuple[int, str]], body: dict, start_at: float, concurrency: int):
+async def _fire(
+    base_url: str, attempts: list[tuple[int, str]], body: dict, start_at: float, concurrency: int, persist: float
+):
     results = []
     connector = aiohttp.TCPConnector(limit=concurrency)
     timeout = aiohttp.ClientTimeout(total=60)
@@ -22,21 +24,28 @@ async def _fire(base_url: str, attempts: list[tuple[int, str]], body: dict, star
         await asyncio.sleep(max(0.0, start_at - time.time()))
 
         async def one(index: int, token: str):
-            try:
-                async with session.post(
-                    f"{base_url}/api/war", json=body, headers={"Authorization": f"Token {token}"}
-                ) as response:
-                    results.append((index, response.status, json.loads(await response.text())))
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                results.append((index, 0, {"code": f"client_error: {exc!r}"}))
+            # With ``persist``, a buyer told 503 (+ Retry-After) tries again, as the page does, until
+            # a real answer or ``persist`` seconds after the opening; each 503 is recorded on the way.
+            while True:
+                try:
+                    async with session.post(
+                        f"{base_url}/api/war", json=body, headers={"Authorization": f"Token {token}"}
+                    ) as response:
+                        result = (index, response.status, json.loads(await response.text()))
+                except (TimeoutError, aiohttp.ClientError) as exc:
+                    result = (index, 0, {"code": f"client_error: {exc!r}"})
+                if result[1] != 503 or time.time() > start_at + persist:
+                    results.append(result)
+                    return
+                results.append((index, 503, {**result[2], "at": time.time()}))
+                await asyncio.sleep(0.25)
 
         await asyncio.gather(*(one(i, t) for i, t in attempts))
     return results
 
 
 def _worker(args):
-    base_url, attempts, body, start_at, concurrency = args
-    return asyncio.run(_fire(base_url, attempts, body, start_at, concurrency))
+    return asyncio.run(_fire(*args))
 
 
 def storm(
@@ -47,9 +56,10 @@ def storm(
     start_at: float,
     processes: int = 4,
     concurrency: int = 64,
+    persist: float = 0.0,
 ) -> list[tuple[int, int, dict]]:
-    """Send every (user index, token) attempt; returns (user index, HTTP status, JSON body) per attempt."""
+    """Send every (user index, token) attempt; returns (user index, HTTP status, JSON body) per answer."""
     chunks = [attempts[i::processes] for i in range(processes)]
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
-        parts = pool.map(_worker, [(base_url, chunk, body, start_at, concurrency) for chunk in chunks])
+        parts = pool.map(_worker, [(base_url, chunk, body, start_at, concurrency, persist) for chunk in chunks])
     return [row for part in parts for row in part]
