@@ -1,8 +1,9 @@
-"""Safety nets: location changes and slot deletions refresh the slot catalog after they commit.
+"""Safety nets: changes made without the services still reach Redis after they commit.
 
-Slot edits do not go through signals: ``queueing.services.slots.save`` fences Redis before the commit
-and applies the edit after it (see there); heal and reconcile catch anything that bypasses it
-(``QuerySet.update()``, raw SQL).
+Slot edits belong in ``queueing.services.slots.save``, which fences Redis before the commit and applies
+the edit after it (see there). A plain ``slot.save()`` elsewhere is applied here after its commit (without
+the fence); ``QuerySet.update()`` and raw SQL send no signal at all, and heal's sweep (every few seconds)
+and reconcile (every minute) find the difference and apply PostgreSQL's values.
 """
 
 from django.db import transaction
@@ -10,7 +11,15 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from queueing.models import Location, Slot
-from queueing.services import catalog
+from queueing.services import catalog, slots
+
+
+@receiver(post_save, sender=Slot)
+def slot_saved(sender, instance, raw=False, **kwargs):
+    if raw or getattr(instance, "_saved_by_service", False):
+        return
+    slot_id = instance.pk
+    transaction.on_commit(lambda: slots.apply(slot_id))
 
 
 @receiver([post_save, post_delete], sender=Location)

@@ -128,21 +128,28 @@ def mark_built(r: redis.Redis | None = None) -> None:
 
 
 def finish_pending_edits() -> list[int]:
-    """Apply PostgreSQL's values to slots whose edit never reached Redis (stuck pending, or never synced).
+    """Apply PostgreSQL's values to slots whose edit never reached Redis.
 
-    Returns the ids of the slots it fixed.
+    That is: stuck pending (the edit's process died or Redis failed after the commit), never synced (a new
+    slot), or holding other quota or times than PostgreSQL (an edit that bypassed the service, e.g.
+    ``QuerySet.update()``). Returns the ids of the slots it fixed.
     """
     r = get_redis()
     slots = quota.upcoming_slots()
     pipe = r.pipeline(transaction=False)
     for slot in slots:
-        pipe.hmget(slot_keys(slot.pk, slot.war_day).slot, "pending", "quota")
+        pipe.hmget(slot_keys(slot.pk, slot.war_day).slot, "pending", "quota", "opens", "closes")
     now_ms = clock.redis_now_ms()
     finished = []
-    for slot, (mark, known) in zip(slots, pipe.execute(), strict=True):
+    for slot, (mark, *known) in zip(slots, pipe.execute(), strict=True):
         stuck = mark is not None and now_ms - int(mark) >= PENDING_STALE_MS
-        if stuck or (mark is None and known is None):
-            quota.sync(slot)
+        differs = mark is None and known != [str(v) for v in quota.slot_meta(slot)]
+        if stuck or differs:
+            try:
+                quota.sync(slot)
+            except quota.QuotaError as exc:  # PostgreSQL's trigger makes this impossible; say so if not
+                log.error("heal: slot %s: %s", slot.pk, exc)
+                continue
             finished.append(slot.pk)
             log.warning("heal: slot %s: applied an edit that had not reached Redis", slot.pk)
     if finished:

@@ -40,7 +40,8 @@ class SyncResult:
     version: int
 
 
-def _meta(slot: Slot) -> list:
+def slot_meta(slot: Slot) -> list[int]:
+    """Quota, opening and closing (epoch ms) as Redis keeps them."""
     return [slot.quota, datetime_to_ms(slot.war_opens_at), datetime_to_ms(slot.closes_at)]
 
 
@@ -76,7 +77,7 @@ def build_day(day: datetime.date | str) -> int:
     for slot in slots:
         slot_keys_ = slot_keys(slot.pk, day)
         keys += [slot_keys_.slot, slot_keys_.free, slot_keys_.holders]
-        args += [slot.pk, *_meta(slot), len(by_slot[slot.pk]), *_ticket_args(by_slot[slot.pk])]
+        args += [slot.pk, *slot_meta(slot), len(by_slot[slot.pk]), *_ticket_args(by_slot[slot.pk])]
     script("build_day")(keys=keys, args=args)
     return len(slots)
 
@@ -88,7 +89,7 @@ def sync(slot: Slot, *, rebuild: bool = False) -> SyncResult:
     """
     keys = slot_keys(slot.pk, slot.war_day)
     if not rebuild:
-        reply = script("set_quota")(keys=[keys.slot, keys.free], args=_meta(slot))
+        reply = script("set_quota")(keys=[keys.slot, keys.free], args=slot_meta(slot))
         if reply[0] == "below_issued":
             raise QuotaError.below_issued(slot.quota, reply[2])
         if reply[0] == "ok":

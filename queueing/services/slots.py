@@ -47,9 +47,13 @@ def save(slot: Slot) -> None:
         old_day = Slot.objects.filter(pk=slot.pk).values_list("date", flat=True).first()
     if old_day is not None:
         fence(slot.pk, old_day.isoformat())
-    with transaction.atomic():
-        slot.save()
-        transaction.on_commit(lambda: apply(slot.pk, old_day))
+    slot._saved_by_service = True  # the post_save safety net (queueing/signals.py) need not apply it again
+    try:
+        with transaction.atomic():
+            slot.save()
+            transaction.on_commit(lambda: apply(slot.pk, old_day))
+    finally:
+        del slot._saved_by_service
 
 
 def apply(slot_id: int, old_day=None) -> None:

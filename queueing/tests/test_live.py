@@ -24,7 +24,7 @@ from django.db import connections
 from accounts.models import User
 from accounts.services.identity import Principal
 from accounts.validators import make_nik
-from queueing.services import fanout, live, quota, reservations
+from queueing.services import fanout, live, quota, reservations, slots
 from queueing.services.errors import ReservationError
 from queueing.services.store import slot_keys
 from tests.factory import make_slot
@@ -253,7 +253,7 @@ def test_cancellations_and_staff_quota_changes_are_pushed_too():
 
         def staff_raises_quota():
             slot.quota = 7
-            slot.save()  # the admin path: post_save syncs Redis after commit
+            slots.save(slot)  # the admin path: fenced, committed, then applied to Redis
 
         await sync_to_async(staff_raises_quota)()
         await broadcaster.tick()

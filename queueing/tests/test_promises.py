@@ -339,3 +339,14 @@ def test_a_cancel_whose_redis_step_fails_is_released_later_by_reconcile(settings
     reconcile.reconcile([slot], repair=True)
     assert war(token_client(make_user()), slot)[1]["ticket"]["queue_number"] == 1
     assert not [rep for rep in reconcile.reconcile() if rep.drift]
+
+
+def test_an_edit_that_bypasses_the_service_reaches_redis_at_the_next_heal_sweep():
+    slot = make_slot(quota_size=5, opens_in=-30)
+    later = slot.war_opens_at + datetime.timedelta(hours=1)
+    Slot.objects.filter(pk=slot.pk).update(war_opens_at=later)  # no signal, no fence
+    assert war(token_client(make_user()), slot)[0] == 201  # Redis does not know yet...
+    assert heal.finish_pending_edits() == [slot.pk]  # ...until the sweep (live_quota: every second)
+    status, body = war(token_client(make_user()), slot)
+    assert (status, body["code"]) == (403, "too_early")
+    assert heal.finish_pending_edits() == []
