@@ -151,7 +151,8 @@ def token_attempt(request):
         return None
     try:
         data = plain_war_fields(json.loads(request.body))
-    except ValueError:
+    except (ValueError, RecursionError):
+        # Malformed, or nested deeper than Python's recursion limit: the DRF view's parser explains it.
         return None
     if data is None:
         return None

@@ -53,6 +53,7 @@ MIDDLEWARE = [
     "wartiket.middleware.ServiceUnavailableMiddleware",
     "wartiket.middleware.SessionMiddleware",
     "wartiket.middleware.IndonesianFirstLocaleMiddleware",
+    "wartiket.middleware.ApiErrorMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -61,6 +62,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "wartiket.urls"
+# A refused form (expired CSRF token) gets the site's branded 403 page, or JSON under /api/.
+CSRF_FAILURE_VIEW = "wartiket.api_errors.csrf_failure"
 WSGI_APPLICATION = "wartiket.wsgi.application"
 ASGI_APPLICATION = "wartiket.asgi.application"
 
@@ -195,7 +198,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # DRF's JSONParser, but a body nested too deep is a 400 malformed_json instead of a RecursionError (500).
+    "DEFAULT_PARSER_CLASSES": ["wartiket.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "wartiket.api_errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,

@@ -1,9 +1,29 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, register_converter
 from drf_spectacular.views import SpectacularAPIView
 
 from accounts.api import ObtainTokenView
 from queueing import api
+from queueing.models import CODE_ALPHABET
+
+
+class TicketCodeConverter:
+    """A ticket code as ``new_ticket_code`` prints it: XXXX-XXXX-XXXX in Crockford base32.
+
+    Anything else is a 404 before any view runs: a NUL byte in the code once reached PostgreSQL as a
+    DataError (and was taken for an outage).
+    """
+
+    regex = "-".join([f"[{CODE_ALPHABET}]{{4}}"] * 3)
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(TicketCodeConverter, "ticket")
 
 api_patterns = [
     path("war", api.WarView.as_view(), name="war"),
@@ -11,7 +31,7 @@ api_patterns = [
     path("slots", api.SlotListView.as_view(), name="slots"),
     path("slots/<int:slot_id>", api.SlotDetailView.as_view(), name="slot"),
     path("tickets", api.MyTicketsView.as_view(), name="tickets"),
-    path("tickets/<str:code>/cancel", api.CancelTicketView.as_view(), name="ticket-cancel"),
+    path("tickets/<ticket:code>/cancel", api.CancelTicketView.as_view(), name="ticket-cancel"),
     path("auth/token", ObtainTokenView.as_view(), name="token"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
 ]
@@ -25,3 +45,9 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("", include("queueing.urls")),
 ]
+
+# JSON under /api/, the branded templates/<status>.html elsewhere (wartiket/api_errors.py).
+handler400 = "wartiket.api_errors.bad_request"
+handler403 = "wartiket.api_errors.permission_denied"
+handler404 = "wartiket.api_errors.page_not_found"
+handler500 = "wartiket.api_errors.server_error"
