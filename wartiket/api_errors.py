@@ -15,7 +15,8 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpResponse, JsonResponse
 from django.template import loader
-from rest_framework import exceptions
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -156,3 +157,41 @@ def csrf_failure(request, reason=""):
     if is_api(request):
         return json_error("csrf_failed")
     return error_page(request, 403, "403.html", code="csrf_failed")
+
+
+# --- The error body in the OpenAPI schema ----------------------------------------------------------------
+
+
+class OtherTicketSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    slot_id = serializers.IntegerField()
+    location = serializers.CharField(required=False)
+    date = serializers.DateField(required=False)
+    time_slot = serializers.CharField(required=False)
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Every refusal: a stable ``code``, a message for people in the request's language, and extras."""
+
+    code = serializers.ChoiceField(
+        choices=sorted(ERRORS), help_text="Stable, machine-readable; see the list per status."
+    )
+    detail = serializers.CharField(help_text="For people, in the language of Accept-Language (id or en).")
+    errors = serializers.JSONField(required=False, help_text="`invalid`: what is wrong with which field.")
+    opens_at = serializers.DateTimeField(required=False, help_text="`too_early`: when the war opens.")
+    closed_at = serializers.DateTimeField(required=False, help_text="`closed`: when the war closed.")
+    server_time = serializers.DateTimeField(required=False, help_text="`too_early`, `closed`: the deciding clock.")
+    remaining = serializers.IntegerField(required=False, help_text="`sold_out`: 0.")
+    ticket = OtherTicketSerializer(required=False, help_text="`one_per_day`: the ticket already held that day.")
+    status = serializers.CharField(required=False, help_text="`not_cancellable`: the ticket's status.")
+
+
+def error_responses(*codes: str) -> dict[int, OpenApiResponse]:
+    """OpenAPI responses for these error codes, grouped by their status in the one table (``ERRORS``)."""
+    by_status: dict[int, list[str]] = {}
+    for code in codes:
+        by_status.setdefault(ERRORS[code][0], []).append(code)
+    return {
+        status_code: OpenApiResponse(ErrorSerializer, description="`code`: " + " / ".join(f"`{c}`" for c in listed))
+        for status_code, listed in sorted(by_status.items())
+    }

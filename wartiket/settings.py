@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc files for /api/docs/ and /api/redoc/, served by us
     "channels",
     "accounts",
     "queueing",
@@ -209,6 +210,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Queue numbers for boutique ticket wars: exact quota, server-side time authority.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # /api/docs/ and /api/redoc/ load their JavaScript from our static files, never from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- The war ------------------------------------------------------------------------------------

@@ -1,10 +1,9 @@
 from django.contrib import admin
 from django.urls import include, path, register_converter
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from accounts.api import ObtainTokenView
 from queueing import api
-from queueing.models import CODE_ALPHABET
 
 
 class TicketCodeConverter:
@@ -14,7 +13,7 @@ class TicketCodeConverter:
     DataError (and was taken for an outage).
     """
 
-    regex = "-".join([f"[{CODE_ALPHABET}]{{4}}"] * 3)
+    regex = api.TICKET_CODE_PATTERN
 
     def to_python(self, value: str) -> str:
         return value
@@ -34,6 +33,9 @@ api_patterns = [
     path("tickets/<ticket:code>/cancel", api.CancelTicketView.as_view(), name="ticket-cancel"),
     path("auth/token", ObtainTokenView.as_view(), name="token"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    # Swagger UI and Redoc, served from this server (drf-spectacular-sidecar's files): no CDN.
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="api:schema"), name="redoc"),
 ]
 
 urlpatterns = [
