@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 from django.contrib.auth import authenticate
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import permissions, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import ApiToken
-from wartiket.api_errors import error_response
+from wartiket.api_errors import error_response, error_responses
+
+WRONG_CREDENTIALS = _("Email atau kata sandi salah.")
 
 
 class TokenRequestSerializer(serializers.Serializer):
@@ -17,13 +20,22 @@ class TokenRequestSerializer(serializers.Serializer):
 
 
 class ObtainTokenView(APIView):
-    """``POST /api/auth/token``: trade email + password for an API token (shown once)."""
+    """Trade your email and password for an API token.
+
+    The token is shown once: keep it. Send it as `Authorization: Token <token>`.
+    """
 
     authentication_classes = []
     permission_classes = [permissions.AllowAny]
 
     @extend_schema(
-        request=TokenRequestSerializer, responses=inline_serializer("Token", {"token": serializers.CharField()})
+        request=TokenRequestSerializer,
+        responses={
+            201: inline_serializer("Token", {"token": serializers.CharField()}),
+            **error_responses(
+                "invalid", "malformed_json", "not_authenticated", "too_large", "unsupported_media_type", "unavailable"
+            ),
+        },
     )
     def post(self, request):
         form = TokenRequestSerializer(data=request.data)
@@ -32,5 +44,5 @@ class ObtainTokenView(APIView):
             request, email=form.validated_data["email"].lower(), password=form.validated_data["password"]
         )
         if user is None:
-            return error_response("not_authenticated", detail="Email or password is wrong.")
+            return error_response("not_authenticated", detail=str(WRONG_CREDENTIALS))
         return Response({"token": ApiToken.issue(user, form.validated_data["name"])}, status=201)

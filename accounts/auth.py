@@ -7,10 +7,13 @@ Redis, so a rejected attempt never queries PostgreSQL.
 
 from __future__ import annotations
 
+from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
 
 from accounts.models import ApiToken, hash_secret
 from accounts.services import identity
+
+INVALID_TOKEN = _("Token tidak valid atau sudah dicabut.")
 
 
 def _token_from_header(request) -> str | None:
@@ -18,11 +21,11 @@ def _token_from_header(request) -> str | None:
     if not parts or parts[0].lower() != b"token":
         return None
     if len(parts) != 2:
-        raise exceptions.AuthenticationFailed("Authorization header must be 'Token <key>'.")
+        raise exceptions.AuthenticationFailed(_("Header Authorization harus berbentuk 'Token <kunci>'."))
     try:
         return parts[1].decode()
     except UnicodeError as exc:
-        raise exceptions.AuthenticationFailed("Invalid token characters.") from exc
+        raise exceptions.AuthenticationFailed(_("Token berisi karakter yang tidak valid.")) from exc
 
 
 class ApiTokenAuthentication(authentication.BaseAuthentication):
@@ -34,7 +37,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             return None
         token = ApiToken.objects.select_related("user").filter(key_hash=hash_secret(raw)).first()
         if token is None or not token.user.is_active:
-            raise exceptions.AuthenticationFailed("Invalid or revoked token.")
+            raise exceptions.AuthenticationFailed(INVALID_TOKEN)
         return token.user, token
 
     def authenticate_header(self, request):
@@ -48,7 +51,7 @@ class CachedTokenAuthentication(ApiTokenAuthentication):
             return None
         principal = identity.principal_for_token(raw)
         if principal is None:
-            raise exceptions.AuthenticationFailed("Invalid or revoked token.")
+            raise exceptions.AuthenticationFailed(INVALID_TOKEN)
         return principal, raw
 
 

@@ -8,7 +8,7 @@ import re
 
 from django.conf import settings
 from django.utils import timezone, translation
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import permissions, serializers
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import JSONRenderer
@@ -17,15 +17,24 @@ from rest_framework.views import APIView
 
 from accounts.auth import CachedSessionAuthentication, CachedTokenAuthentication
 from accounts.services import identity
-from queueing.models import TIME_LABEL_RE, Slot, Ticket
-from queueing.serializers import SlotSerializer, TicketSerializer, WarRequestSerializer
+from queueing.models import CODE_ALPHABET, TIME_LABEL_RE, Slot, Ticket
+from queueing.serializers import (
+    CancelResultSerializer,
+    SlotSerializer,
+    TicketSerializer,
+    WarRequestSerializer,
+    WarResultSerializer,
+)
 from queueing.services import clock, quota, reservations, warroom
 from queueing.services.errors import ERRORS, SUCCESS_STATUS, ReservationError
 from queueing.services.store import ms_to_datetime
-from wartiket.api_errors import error_response
+from wartiket.api_errors import error_response, error_responses
 
 # The war body is ~80 bytes; anything much larger is refused before it is read.
 WAR_MAX_BODY = 4096
+
+# A ticket code as ``new_ticket_code`` prints it, XXXX-XXXX-XXXX in Crockford base32 (URLs and schema).
+TICKET_CODE_PATTERN = "-".join([f"[{CODE_ALPHABET}]{{4}}"] * 3)
 
 
 def client_ip(request) -> str:
@@ -151,7 +160,8 @@ def token_attempt(request):
         return None
     try:
         data = plain_war_fields(json.loads(request.body))
-    except ValueError:
+    except (ValueError, RecursionError):
+        # Malformed, or nested deeper than Python's recursion limit: the DRF view's parser explains it.
         return None
     if data is None:
         return None
@@ -160,11 +170,25 @@ def token_attempt(request):
     return _quiet(response)
 
 
-class WarView(APIView):
-    """``POST /api/war``: take a queue number. Rejections cost zero PostgreSQL queries.
+RETRY_AFTER = OpenApiParameter(
+    "Retry-After",
+    int,
+    OpenApiParameter.HEADER,
+    description="Seconds to wait before trying again (`too_early`, `rate_limited`, `unavailable`, `not_ready`).",
+    response=[403, 429, 503],
+)
 
-    Plain token attempts are answered by ``token_attempt`` first (see there); this class handles the rest.
+
+class WarView(APIView):
+    """Take a queue number for a time slot the moment its war opens.
+
+    The server's clock decides when the war opens, never the device's. One holding ticket per person per
+    slot (and per war day); retrying after a lost answer is safe: the ticket already held comes back with
+    200 `already_reserved`. Attempts are rate-limited per account and per address (429 with Retry-After).
     """
+
+    # Rejections cost zero PostgreSQL queries. Plain token attempts are answered by ``token_attempt``
+    # before this class runs (see there); this class answers the rest (sessions, other bodies, errors).
 
     authentication_classes = [CachedTokenAuthentication, CachedSessionAuthentication]
     permission_classes = [permissions.IsAuthenticated]
@@ -185,13 +209,31 @@ class WarView(APIView):
 
     @extend_schema(
         request=WarRequestSerializer,
+        parameters=[RETRY_AFTER],
         responses={
-            201: OpenApiResponse(description="reserved"),
-            200: OpenApiResponse(description="already_reserved"),
-            403: OpenApiResponse(description="too_early / closed / nik_required / user_mismatch"),
-            409: OpenApiResponse(description="sold_out / one_per_day"),
-            429: OpenApiResponse(description="rate_limited"),
-            503: OpenApiResponse(description="unavailable / not_ready"),
+            201: OpenApiResponse(WarResultSerializer, description="`code`: `reserved`: a new ticket"),
+            200: OpenApiResponse(
+                WarResultSerializer, description="`code`: `already_reserved`: the ticket you already hold"
+            ),
+            **error_responses(
+                "invalid",
+                "malformed_json",
+                "not_authenticated",
+                "too_early",
+                "closed",
+                "nik_required",
+                "user_mismatch",
+                "bypass_invalid",
+                "csrf_failed",
+                "unknown_slot",
+                "sold_out",
+                "one_per_day",
+                "too_large",
+                "unsupported_media_type",
+                "rate_limited",
+                "unavailable",
+                "not_ready",
+            ),
         },
     )
     def post(self, request):
@@ -221,15 +263,18 @@ class WarView(APIView):
 
 
 class TimeView(APIView):
-    """``GET /api/time``: the server clock that decides (Redis TIME)."""
+    """The server clock that decides when wars open; count down with it, not with the device's clock."""
 
     permission_classes = [permissions.AllowAny]
     authentication_classes = []
 
     @extend_schema(
-        responses=inline_serializer(
-            "ServerTime", {"server_time": serializers.DateTimeField(), "epoch_ms": serializers.IntegerField()}
-        )
+        responses={
+            200: inline_serializer(
+                "ServerTime", {"server_time": serializers.DateTimeField(), "epoch_ms": serializers.IntegerField()}
+            ),
+            **error_responses("unavailable"),
+        }
     )
     def get(self, request):
         now_ms = clock.redis_now_ms()
@@ -241,11 +286,16 @@ def _upcoming():
 
 
 class SlotListView(APIView):
-    """``GET /api/slots``: upcoming slots with live remaining and open times."""
+    """Upcoming slots with their live remaining seats and war times.
+
+    No login needed; a token that is sent must be valid (401 otherwise).
+    """
 
     permission_classes = [permissions.AllowAny]
 
-    @extend_schema(responses=SlotSerializer(many=True))
+    @extend_schema(
+        responses={200: SlotSerializer(many=True), **error_responses("not_authenticated", "unavailable")},
+    )
     def get(self, request):
         slots = list(_upcoming())
         context = {"remaining": quota.remaining_for(slots)}
@@ -253,9 +303,11 @@ class SlotListView(APIView):
 
 
 class SlotDetailView(APIView):
+    """One slot with its live remaining seats and war times. No login needed."""
+
     permission_classes = [permissions.AllowAny]
 
-    @extend_schema(responses=SlotSerializer)
+    @extend_schema(responses={200: SlotSerializer, **error_responses("not_authenticated", "not_found", "unavailable")})
     def get(self, request, slot_id: int):
         slot = Slot.objects.select_related("location").filter(pk=slot_id).first()
         if slot is None:
@@ -265,9 +317,9 @@ class SlotDetailView(APIView):
 
 
 class MyTicketsView(APIView):
-    """``GET /api/tickets``: the caller's tickets, newest slot first."""
+    """Your tickets, newest slot first."""
 
-    @extend_schema(responses=TicketSerializer(many=True))
+    @extend_schema(responses={200: TicketSerializer(many=True), **error_responses("not_authenticated", "unavailable")})
     def get(self, request):
         tickets = (
             Ticket.objects.select_related("slot", "slot__location")
@@ -278,9 +330,26 @@ class MyTicketsView(APIView):
 
 
 class CancelTicketView(APIView):
-    """``POST /api/tickets/<code>/cancel``: the owner frees the seat."""
+    """Cancel one of your tickets; its seat goes back to the slot."""
 
-    @extend_schema(request=None, responses={200: OpenApiResponse(description="cancelled")})
+    @extend_schema(
+        request=None,
+        parameters=[
+            OpenApiParameter(
+                "code",
+                str,
+                OpenApiParameter.PATH,
+                pattern=f"^{TICKET_CODE_PATTERN}$",
+                description="The ticket's code, XXXX-XXXX-XXXX",
+            ),
+        ],
+        responses={
+            200: CancelResultSerializer,
+            **error_responses(
+                "not_authenticated", "csrf_failed", "not_found", "not_cancellable", "unavailable", "not_ready"
+            ),
+        },
+    )
     def post(self, request, code: str):
         result = reservations.cancel(request.user.id, code)
         return Response({"code": "cancelled", "ticket": result.code, "remaining": result.remaining})

@@ -10,7 +10,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from queueing.services import warroom
-from wartiket.api_errors import OUTAGES
+from wartiket.outages import is_outage
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,9 @@ class WarRoomConsumer(AsyncJsonWebsocketConsumer):
             started = loop.time()
             try:
                 figures = await database_sync_to_async(self.sampler.sample)()
-            except OUTAGES as exc:
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
                 log.warning("war room: cannot read figures: %r", exc)
                 figures = {"type": "unavailable"}
             await self.send_json(figures)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 from queueing.models import TIME_LABEL_RE, Slot, Ticket
@@ -10,7 +11,7 @@ class WarRequestSerializer(serializers.Serializer):
 
     location_id = serializers.SlugField(max_length=64)
     time_slot = serializers.RegexField(
-        TIME_LABEL_RE, max_length=5, error_messages={"invalid": "Use HH:MM, e.g. 10:00."}
+        TIME_LABEL_RE, max_length=5, error_messages={"invalid": _("Jam harus berformat HH:MM, misalnya 10:00.")}
     )
     date = serializers.DateField(required=False)
     # Accepted for compatibility with the seed's curl; must name the caller, never someone else.
@@ -18,7 +19,7 @@ class WarRequestSerializer(serializers.Serializer):
 
     def validate_user_id(self, value):
         if not isinstance(value, (str, int)) or isinstance(value, bool):
-            raise serializers.ValidationError("Must be a string or an integer.")
+            raise serializers.ValidationError(_("Harus berupa teks atau bilangan bulat."))
         return str(value)
 
 
@@ -56,3 +57,30 @@ class TicketSerializer(serializers.ModelSerializer):
     class Meta:
         model = Ticket
         fields = ["code", "queue_number", "status", "location", "location_name", "date", "time_slot", "reserved_at"]
+
+
+# --- Response bodies, for the OpenAPI schema (the views build them as plain dicts on the hot path) ---------
+
+
+class WarTicketSerializer(serializers.Serializer):
+    """The ticket in a war answer (``Reservation.ticket_json``)."""
+
+    code = serializers.CharField(help_text="XXXX-XXXX-XXXX; shown at check-in")
+    queue_number = serializers.IntegerField(min_value=1)
+    location = serializers.CharField()
+    location_name = serializers.CharField()
+    date = serializers.DateField()
+    time_slot = serializers.CharField()
+    reserved_at = serializers.DateTimeField()
+
+
+class WarResultSerializer(serializers.Serializer):
+    code = serializers.ChoiceField(choices=["reserved", "already_reserved"])
+    ticket = WarTicketSerializer()
+    remaining = serializers.IntegerField(min_value=0, help_text="Seats left in the slot after this attempt")
+
+
+class CancelResultSerializer(serializers.Serializer):
+    code = serializers.ChoiceField(choices=["cancelled"])
+    ticket = serializers.CharField(help_text="The cancelled ticket's code")
+    remaining = serializers.IntegerField(allow_null=True, help_text="Seats left, or null if Redis could not tell")

@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc files for /api/docs/ and /api/redoc/, served by us
     "channels",
     "accounts",
     "queueing",
@@ -53,6 +54,7 @@ MIDDLEWARE = [
     "wartiket.middleware.ServiceUnavailableMiddleware",
     "wartiket.middleware.SessionMiddleware",
     "wartiket.middleware.IndonesianFirstLocaleMiddleware",
+    "wartiket.middleware.ApiErrorMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -61,6 +63,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "wartiket.urls"
+# A refused form (expired CSRF token) gets the site's branded 403 page, or JSON under /api/.
+CSRF_FAILURE_VIEW = "wartiket.api_errors.csrf_failure"
 WSGI_APPLICATION = "wartiket.wsgi.application"
 ASGI_APPLICATION = "wartiket.asgi.application"
 
@@ -195,7 +199,8 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # DRF's JSONParser, but a body nested too deep is a 400 malformed_json instead of a RecursionError (500).
+    "DEFAULT_PARSER_CLASSES": ["wartiket.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "wartiket.api_errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
@@ -205,6 +210,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Queue numbers for boutique ticket wars: exact quota, server-side time authority.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # /api/docs/ and /api/redoc/ load their JavaScript from our static files, never from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- The war ------------------------------------------------------------------------------------

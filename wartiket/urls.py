@@ -1,9 +1,28 @@
 from django.contrib import admin
-from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView
+from django.urls import include, path, register_converter
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from accounts.api import ObtainTokenView
 from queueing import api
+
+
+class TicketCodeConverter:
+    """A ticket code as ``new_ticket_code`` prints it: XXXX-XXXX-XXXX in Crockford base32.
+
+    Anything else is a 404 before any view runs: a NUL byte in the code once reached PostgreSQL as a
+    DataError (and was taken for an outage).
+    """
+
+    regex = api.TICKET_CODE_PATTERN
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(TicketCodeConverter, "ticket")
 
 api_patterns = [
     path("war", api.WarView.as_view(), name="war"),
@@ -11,9 +30,12 @@ api_patterns = [
     path("slots", api.SlotListView.as_view(), name="slots"),
     path("slots/<int:slot_id>", api.SlotDetailView.as_view(), name="slot"),
     path("tickets", api.MyTicketsView.as_view(), name="tickets"),
-    path("tickets/<str:code>/cancel", api.CancelTicketView.as_view(), name="ticket-cancel"),
+    path("tickets/<ticket:code>/cancel", api.CancelTicketView.as_view(), name="ticket-cancel"),
     path("auth/token", ObtainTokenView.as_view(), name="token"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    # Swagger UI and Redoc, served from this server (drf-spectacular-sidecar's files): no CDN.
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="api:schema"), name="redoc"),
 ]
 
 urlpatterns = [
@@ -25,3 +47,9 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("", include("queueing.urls")),
 ]
+
+# JSON under /api/, the branded templates/<status>.html elsewhere (wartiket/api_errors.py).
+handler400 = "wartiket.api_errors.bad_request"
+handler403 = "wartiket.api_errors.permission_denied"
+handler404 = "wartiket.api_errors.page_not_found"
+handler500 = "wartiket.api_errors.server_error"

@@ -14,7 +14,7 @@ from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from queueing.services import clock, quota
-from queueing.services.reservations import REDIS_ERRORS
+from wartiket.outages import REDIS_OUTAGES
 from wartiket.redis_client import get_redis
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class War:
 def health() -> Health:
     try:
         redis_ok = bool(get_redis().ping())
-    except REDIS_ERRORS:
+    except REDIS_OUTAGES:
         redis_ok = False
     try:
         with connection.cursor() as cursor:
@@ -59,7 +59,7 @@ def health() -> Health:
 def server_now() -> datetime.datetime:
     try:
         return clock.redis_now()
-    except REDIS_ERRORS:
+    except REDIS_OUTAGES:
         return timezone.now()
 
 
@@ -73,7 +73,7 @@ def next_wars(now: datetime.datetime, limit: int = 5) -> list[War]:
     slots = sorted(slots, key=lambda s: (s.war_opens_at, s.location.name, s.time_label))[:limit]
     try:
         remaining = quota.remaining_for(slots)
-    except REDIS_ERRORS:
+    except REDIS_OUTAGES:
         remaining = {}
     return [
         War(

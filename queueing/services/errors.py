@@ -26,8 +26,10 @@ ERRORS: dict[str, tuple[int, str]] = {
     "one_per_day": (409, _("Anda sudah memegang antrean lain pada hari yang sama.")),
     "not_cancellable": (409, _("Tiket ini tidak bisa dibatalkan lagi.")),
     "too_large": (413, _("Isi permintaan terlalu besar.")),
+    "uri_too_long": (414, _("Alamat permintaan terlalu panjang.")),
     "unsupported_media_type": (415, _("Kirim permintaan sebagai application/json.")),
     "rate_limited": (429, _("Terlalu banyak percobaan. Coba lagi sebentar lagi.")),
+    "server_error": (500, _("Terjadi kesalahan di server. Coba lagi sebentar lagi.")),
     "unavailable": (503, _("Layanan sedang sibuk. Coba lagi dalam beberapa detik.")),
     "not_ready": (503, _("War sedang disiapkan. Coba lagi dalam beberapa detik.")),
 }

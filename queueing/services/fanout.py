@@ -40,6 +40,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from queueing.services import live
+from wartiket.outages import is_outage
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +155,10 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the hub must outlive any Redis or layer failure
-                # Viewers stay connected and keep their last state; pages also re-read on reconnect.
-                log.warning("live fan-out: channel layer failed (%r); rejoining in %.0f s", exc, RETRY_SECONDS)
+                # Viewers stay connected and keep their last state; pages also re-read on reconnect. An
+                # outage is expected weather; anything else is a bug, worth its traceback in the log.
+                report = log.warning if is_outage(exc) else log.exception
+                report("live fan-out: channel layer failed (%r); rejoining in %.0f s", exc, RETRY_SECONDS)
                 self.joined.set()  # never keep a connecting viewer waiting on an outage
                 rejoined = True
                 await asyncio.sleep(RETRY_SECONDS)

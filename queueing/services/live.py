@@ -27,7 +27,6 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import redis
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 
@@ -36,6 +35,7 @@ from queueing.services import catalog
 from queueing.services.catalog import SlotRef
 from queueing.services.errors import ReservationError
 from queueing.services.store import ms_to_datetime, slot_keys
+from wartiket.outages import is_outage
 from wartiket.redis_client import get_redis
 
 log = logging.getLogger(__name__)
@@ -222,7 +222,9 @@ class Broadcaster:
             started = time.monotonic()
             try:
                 total += len(await self.tick())
-            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
                 # Redis is also the channel layer: nothing to push until it is back. Pages poll meanwhile.
                 if not down:
                     log.warning("live_quota: Redis unavailable (%s); retrying every tick", exc)

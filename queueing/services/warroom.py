@@ -16,13 +16,13 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
-import redis
 from django.db.models import Count
 from django.utils import timezone
 
 from queueing.models import Slot, Ticket
 from queueing.services import live
 from queueing.services.store import datetime_to_ms, ms_to_datetime, slot_keys
+from wartiket.outages import REDIS_OUTAGES
 from wartiket.redis_client import get_redis
 
 # What reserve.lua counts, in the order the war room shows them.
@@ -34,8 +34,6 @@ ERRORS_KEY = "war:errors"
 # Rates compare the newest sample with the one about this much older.
 RATE_WINDOW_MS = 1000
 HISTORY = 240
-
-REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, redis.ReadOnlyError)
 
 # Errors that could not be counted because Redis was down; added on the next error after it is back.
 _pending: Counter = Counter()
@@ -59,7 +57,7 @@ def count_error(code: str) -> None:
         for name, count in batch.items():
             pipe.hincrby(ERRORS_KEY, name, count)
         pipe.execute()
-    except REDIS_ERRORS:
+    except REDIS_OUTAGES:
         with _pending_lock:
             _pending.update(batch)
             _retry_at = time.monotonic() + RETRY_SECONDS
