@@ -11,5 +11,5 @@ urlpatterns = [
     path("war/<int:slot_id>/", views.war, name="war"),
     path("war/<int:slot_id>/state", views.war_state, name="war-state"),
     path("tickets/", views.tickets, name="tickets"),
-    path("tickets/<str:code>/cancel", views.cancel_ticket, name="ticket-cancel"),
+    path("tickets/<ticket:code>/cancel", views.cancel_ticket, name="ticket-cancel"),
 ]
