@@ -117,7 +117,7 @@ def war_answer(request, principal, data: dict) -> Response:
         )
     except ReservationError as exc:
         # Answered here rather than through an exception handler: most attempts in a war end here.
-        if not getattr(exc, "counted", False):
+        if not exc.counted:
             warroom.count_error(exc.code)
         return error_response(exc.code, detail=_detail(exc.code), retry_after=exc.retry_after, **exc.data)
     return Response(
@@ -254,7 +254,7 @@ class WarView(APIView):
         except Exception:
             warroom.count_error("server_error")
             raise
-        if not getattr(exc, "counted", False):
+        if not (isinstance(exc, ReservationError) and exc.counted):
             warroom.count_error(response.data.get("code", "error") if isinstance(response.data, dict) else "error")
         return response
 

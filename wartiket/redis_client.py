@@ -6,6 +6,8 @@ Separate from django-redis' cache client so the hot path has its own pool and pl
 from __future__ import annotations
 
 import os
+from functools import cache
+from pathlib import Path
 
 import redis
 from django.conf import settings
@@ -34,3 +36,22 @@ def reset_redis() -> None:
     """Forget the client (tests that point settings at another server)."""
     global _client
     _client = None
+
+
+@cache
+def _source(path: Path) -> str:
+    return path.read_text()
+
+
+def lua(path: Path):
+    """The Lua script at ``path`` as a redis-py Script on this process' client, registered once.
+
+    It runs by EVALSHA and re-sends its source only when Redis answers NOSCRIPT (after a restart). The one
+    way every script in the project is loaded (queueing/lua/, notifications/lua/).
+    """
+    client = get_redis()
+    scripts = client.__dict__.setdefault("_wartiket_scripts", {})
+    script = scripts.get(path)
+    if script is None:
+        script = scripts[path] = client.register_script(_source(path))
+    return script

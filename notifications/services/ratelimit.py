@@ -7,13 +7,12 @@ last slot of a second. Keys share the hash tag ``{tg}`` so the script also runs 
 
 from __future__ import annotations
 
-from functools import cache
 from pathlib import Path
 
 from django.conf import settings
 
 from queueing.services import clock
-from wartiket.redis_client import get_redis
+from wartiket.redis_client import get_redis, lua
 
 GLOBAL_KEY = "{tg}:rl:global"
 LUA = Path(__file__).resolve().parent.parent / "lua" / "send_slot.lua"
@@ -23,18 +22,11 @@ def chat_key(chat_id: int) -> str:
     return f"{{tg}}:rl:chat:{chat_id}"
 
 
-@cache
-def _script_source() -> str:
-    return LUA.read_text()
-
-
 def acquire(chat_id: int, *, now_ms: int | None = None) -> int:
     """Take one send slot for ``chat_id``: 0 if the message may go now, else milliseconds to wait."""
     rate = max(1, settings.TELEGRAM_RATE_PER_SECOND)
     interval = 1000 / rate
-    # register_script re-sends the source only when Redis lost it (NOSCRIPT), e.g. after a restart.
-    script = get_redis().register_script(_script_source())
-    wait = script(
+    wait = lua(LUA)(
         keys=[GLOBAL_KEY, chat_key(chat_id)],
         args=[interval, interval * (rate - 1), settings.TELEGRAM_CHAT_INTERVAL_MS, "" if now_ms is None else now_ms],
     )

@@ -40,12 +40,14 @@ SUCCESS_STATUS = {"reserved": 201, "already_reserved": 200}
 class ReservationError(Exception):
     """A refusal with a stable machine-readable ``code``; extra fields travel in ``data``."""
 
-    def __init__(self, code: str, *, retry_after: int | None = None, **data):
+    def __init__(self, code: str, *, retry_after: int | None = None, counted: bool = False, **data):
         if code not in ERRORS:
             raise ValueError(f"unknown reservation error code {code!r}")
         super().__init__(code)
         self.code = code
         self.retry_after = retry_after
+        # True when reserve.lua already counted this outcome in the war room's stats: the view must not.
+        self.counted = counted
         self.data = data
 
     @property

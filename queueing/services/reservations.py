@@ -140,8 +140,7 @@ def reserve(
                 return restored
         return Reservation(False, ref, int(number), code, int(reserved_ms), int(reply[3]))
     refusal = _refusal(outcome, reply, now_ms, ref)
-    # reserve.lua counted this outcome in the slot's war-room stats already; the view must not count it again.
-    refusal.counted = True
+    refusal.counted = True  # reserve.lua counted it in the slot's war-room stats
     raise refusal
 
 

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 from django.utils import timezone
 
-from wartiket.redis_client import get_redis
+from wartiket.redis_client import lua
 
 LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
 SCRIPT_NAMES = ("reserve", "release", "confirm", "set_quota", "build_day", "merge")
@@ -74,18 +73,11 @@ def reserve_keys(slot_id: int, day: str, user_id: int, client_ip: str) -> list[s
     return [keys.slot, keys.free, keys.holders, keys.day, keys.journal, keys.stats, *rate_keys(day, user_id, client_ip)]
 
 
-@cache
-def script_source(name: str) -> str:
-    return (LUA_DIR / f"{name}.lua").read_text()
-
-
 def script(name: str):
-    """A redis-py Script: runs by EVALSHA and reloads itself when Redis answers NOSCRIPT."""
-    client = get_redis()
-    scripts = getattr(client, "_wartiket_scripts", None)
-    if scripts is None:
-        scripts = client._wartiket_scripts = {n: client.register_script(script_source(n)) for n in SCRIPT_NAMES}
-    return scripts[name]
+    """One of the war engine's Lua scripts (``SCRIPT_NAMES``), loaded once per process (see ``lua``)."""
+    if name not in SCRIPT_NAMES:
+        raise KeyError(f"unknown script {name!r}")
+    return lua(LUA_DIR / f"{name}.lua")
 
 
 def ms_to_datetime(ms: int | str) -> datetime.datetime:
