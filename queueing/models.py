@@ -33,17 +33,36 @@ def new_ticket_code() -> str:
     return f"{raw[:4]}-{raw[4:8]}-{raw[8:]}"
 
 
+class LocationQuerySet(models.QuerySet):
+    def visible(self) -> LocationQuerySet:
+        """Locations buyers see: active, and not the rehearsal location ``simulate_war`` writes to."""
+        return self.filter(active=True, is_rehearsal=False)
+
+
 class Location(models.Model):
     slug = models.SlugField(max_length=64, unique=True, help_text="Used in the API, e.g. graha-dipta")
     name = models.CharField(max_length=120)
     address = models.CharField(max_length=255, blank=True)
     active = models.BooleanField(default=True)
+    # Set on the location `simulate_war` and `make bench` create: its slots fall on real war days, so
+    # without the flag buyers would see the rehearsal on the home page, in the API and at its URL.
+    is_rehearsal = models.BooleanField(
+        _("lokasi latihan"), default=False, help_text=_("Disembunyikan dari pembeli; staf tetap melihatnya.")
+    )
+
+    objects = LocationQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+
+class SlotQuerySet(models.QuerySet):
+    def visible(self) -> SlotQuerySet:
+        """Slots buyers may see (pages, ``/api/slots``): at active, non-rehearsal locations, location joined."""
+        return self.select_related("location").filter(location__active=True, location__is_rehearsal=False)
 
 
 class Slot(models.Model):
@@ -56,6 +75,8 @@ class Slot(models.Model):
     war_opens_at = models.DateTimeField(help_text="The second the war opens, by the server clock")
     war_closes_at = models.DateTimeField(null=True, blank=True, help_text="Empty: the war closes when the slot starts")
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = SlotQuerySet.as_manager()
 
     class Meta:
         ordering = ["date", "time_label", "location__name"]

@@ -36,7 +36,7 @@ def home(request):
 
 
 def location(request, slug: str):
-    place = get_object_or_404(Location, slug=slug, active=True)
+    place = get_object_or_404(Location.objects.visible(), slug=slug)
     context = {"page": pages.location_page(place), "state_labels": pages.state_labels()}
     return render(request, "queueing/location.html", context)
 
@@ -52,7 +52,8 @@ def next_war(request):
 @never_cache
 @ensure_csrf_cookie
 def war(request, slot_id: int):
-    slot = get_object_or_404(Slot.objects.select_related("location"), pk=slot_id)
+    # Rehearsal and inactive locations' wars are not for buyers (staff watch them in the war room).
+    slot = get_object_or_404(Slot.objects.visible(), pk=slot_id)
     page = pages.war_page(slot, request.user)
     user = request.user
     config = {

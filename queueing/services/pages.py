@@ -49,7 +49,7 @@ class SlotCard:
 
 
 def upcoming_slots(location: Location | None = None) -> QuerySet[Slot]:
-    slots = Slot.objects.select_related("location").filter(location__active=True, date__gte=timezone.localdate())
+    slots = Slot.objects.visible().filter(date__gte=timezone.localdate())
     if location is not None:
         slots = slots.filter(location=location)
     return slots.order_by("date", "time_label", "location__name")
@@ -84,7 +84,7 @@ def home() -> HomePage:
     for card in cards:
         if not card.is_over:
             by_location.setdefault(card.slot.location_id, []).append(card)
-    for location in Location.objects.filter(active=True).order_by("name"):
+    for location in Location.objects.visible().order_by("name"):
         mine = sorted(by_location.get(location.pk, []), key=_war_order)[:HOME_SLOTS_PER_LOCATION]
         locations.append((location, sorted(mine, key=lambda c: (c.slot.date, c.slot.time_label))))
     return HomePage(next_war, locations, now_ms)
