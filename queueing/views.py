@@ -56,6 +56,7 @@ def war(request, slot_id: int):
     slot = get_object_or_404(Slot.objects.visible(), pk=slot_id)
     page = pages.war_page(slot, request.user)
     user = request.user
+    hints, guest_hints = pages.war_hints(), pages.guest_hints()
     config = {
         "slot": {
             "id": slot.pk,
@@ -77,6 +78,10 @@ def war(request, slot_id: int):
         "authenticated": user.is_authenticated,
         "has_nik": bool(user.is_authenticated and user.nik),
         "ticket": _ticket_json(page.ticket),
+        # Holding another slot's ticket that day: the button stays off whatever the live state says.
+        "blocked": page.blocked,
+        "hints": hints,
+        "guest_hints": guest_hints,
         "guide": pages.failure_guide(),
         "strings": _war_strings(),
         "time_zone": settings.TIME_ZONE,
@@ -88,6 +93,8 @@ def war(request, slot_id: int):
         {
             "page": page,
             "slot": slot,
+            "hint": hints.get(page.phase, ""),
+            "guest_hint": guest_hints.get(page.phase, ""),
             "config": config,
             "war_requires_nik": settings.WAR_REQUIRE_NIK,
             "dev_controls": settings.DEBUG,
@@ -157,6 +164,7 @@ def _war_strings() -> dict[str, str]:
         "taking": _("Mengambil antrean…"),
         "wait": _("Tunggu hitung mundur"),
         "sold_out": _("Kuota habis"),
+        "blocked": _("Sudah punya antrean hari ini"),
         "closed": _("War sudah ditutup"),
         "live": _("Langsung"),
         "reconnecting": _("Menyambung ulang…"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 
@@ -12,12 +13,14 @@ from django.test import Client
 from django.utils import timezone
 
 from queueing.models import Location, Slot, Ticket
-from queueing.services import live
+from queueing.services import live, pages, quota
 from queueing.services.store import slot_keys
 from tests.factory import make_slot, make_user, token_client, war_body
 from wartiket.redis_client import get_redis
 
 pytestmark = pytest.mark.django_db
+
+ONE_DAY = datetime.timedelta(days=1)
 
 
 def logged_in(user, **kwargs) -> Client:
@@ -139,6 +142,130 @@ def test_holding_another_slot_that_day_is_pointed_out_with_a_link():
     ticket = reserve(morning, buyer)
     html = logged_in(buyer).get(f"/war/{noon.pk}/").content.decode()
     assert 'data-testid="other-ticket"' in html and f"/tickets/#{ticket['code']}" in html
+
+
+TAKE = re.compile(r'<button[^>]*id="take"[^>]*>.*?</button>', re.S)
+
+
+def take_button(html: str) -> tuple[bool, str]:
+    """(disabled?, label) of the war button as rendered."""
+    button = TAKE.search(html).group(0)
+    label = re.search(r'id="take-label">([^<]*)<', button).group(1)
+    return " disabled" in button.split(">", 1)[0], label
+
+
+def hint(html: str) -> tuple[str, str]:
+    """(state, text) of the sentence under the war button."""
+    match = re.search(r'id="take-hint" data-hint="([^"]+)"[^>]*>(.*?)</(p|div)>', html, re.S)
+    return match.group(1), re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", match.group(2))).strip()
+
+
+def test_one_per_day_the_button_is_off_and_the_page_says_why_with_a_link_to_the_ticket():
+    morning = make_slot(label="08:00", location="puri-indah")
+    noon = make_slot(label="13:00", date=morning.date, opens_in=-30)  # open, with seats
+    buyer = make_user()
+    held = reserve(morning, buyer)
+    client = logged_in(buyer)
+    response = client.get(f"/war/{noon.pk}/")
+    html = response.content.decode()
+    assert take_button(html) == (True, "Sudah punya antrean hari ini")
+    state, text = hint(html)
+    assert state == "one_per_day"
+    assert "Anda sudah memegang nomor 1 di Puri Indah jam 08:00 pada hari yang sama" in text
+    assert "tombol ini nonaktif" in text
+    assert f'href="/tickets/#{held["code"]}" data-testid="other-ticket-link"' in html
+    assert war_config(response)["blocked"] is True
+    assert re.search(r'id="open-message"[^>]*hidden', html)  # no "War dibuka! Ambil antrean sekarang."
+    # What the page says is what the war answers.
+    refused = token_client(buyer).post("/api/war", war_body(noon, date=noon.date.isoformat()), format="json")
+    assert (refused.status_code, refused.json()["code"]) == (409, "one_per_day")
+
+    # Negative controls: another day, or a cancelled ticket, leaves the button on.
+    other_day = make_slot(label="13:00", opens_in=-30, date=morning.date + datetime.timedelta(days=1))
+    assert take_button(client.get(f"/war/{other_day.pk}/").content.decode()) == (False, "Ambil Antrean")
+    client.post(f"/tickets/{held['code']}/cancel")
+    html = client.get(f"/war/{noon.pk}/").content.decode()
+    assert take_button(html) == (False, "Ambil Antrean") and 'data-testid="other-ticket"' not in html
+
+
+def test_without_the_one_per_day_rule_another_ticket_that_day_does_not_block(settings):
+    settings.WAR_ONE_PER_DAY = False
+    morning = make_slot(label="08:00")
+    noon = make_slot(label="13:00", date=morning.date, opens_in=-30)
+    buyer = make_user()
+    reserve(morning, buyer)
+    response = logged_in(buyer).get(f"/war/{noon.pk}/")
+    assert take_button(response.content.decode()) == (False, "Ambil Antrean")
+    assert war_config(response)["blocked"] is False
+
+
+def test_the_text_under_the_button_follows_the_state():
+    buyer = make_user()
+    client = logged_in(buyer)
+    upcoming = make_slot(opens_in=600, label="08:00")
+    open_now = make_slot(opens_in=-30, label="10:00")
+    sold_out = make_slot(quota_size=1, opens_in=-30, label="13:00")
+    closed = make_slot(opens_in=-120, closes_in=-60, label="15:00")
+    sold_then_closed = make_slot(quota_size=1, opens_in=-120, closes_in=600, label="16:00")
+    reserve(sold_out)
+    reserve(sold_then_closed)
+    # Sold while open, then its close moved into the past (as staff would; their save syncs Redis on commit).
+    sold_then_closed.war_closes_at = timezone.now() - datetime.timedelta(seconds=5)
+    sold_then_closed.save()
+    quota.sync_all([sold_then_closed])
+
+    def page(slot):
+        html = client.get(f"/war/{slot.pk}/").content.decode()
+        return take_button(html), hint(html)
+
+    assert page(upcoming) == ((True, "Ambil Antrean"), ("upcoming", pages.war_hints()["upcoming"]))
+    assert page(open_now) == ((False, "Ambil Antrean"), ("open", pages.war_hints()["open"]))
+    (button, (state, text)) = page(sold_out)
+    assert button == (True, "Kuota habis") and state == "sold_out"
+    assert "muncul lagi di halaman ini secara langsung" in text
+    assert "Tombol aktif tepat saat war dibuka" not in shown(client.get(f"/war/{sold_out.pk}/"))
+    assert page(closed) == ((True, "War sudah ditutup"), ("closed", pages.war_hints()["closed"]))
+    # Sold out and past its close: no seat comes back, so it must not promise one.
+    assert page(sold_then_closed) == ((True, "War sudah ditutup"), ("closed", pages.war_hints()["closed"]))
+    # Every state's sentence is in the config, for the page's script to swap in.
+    assert set(war_config(client.get(f"/war/{open_now.pk}/"))["hints"]) == set(live.STATES)
+
+
+def test_a_sold_out_war_links_other_open_or_upcoming_slots_of_that_place_or_day():
+    sold = make_slot(quota_size=1, opens_in=-30, label="10:00", location="graha-dipta")
+    reserve(sold)
+    same_place_later = make_slot(opens_in=600, label="10:00", location="graha-dipta", date=sold.date + ONE_DAY)
+    same_day_elsewhere = make_slot(opens_in=-30, label="13:00", location="puri-indah", date=sold.date)
+    elsewhere_other_day = make_slot(opens_in=600, label="13:00", location="puri-indah", date=sold.date + ONE_DAY)
+    closed_same_place = make_slot(opens_in=-120, closes_in=-60, label="15:00", location="graha-dipta", date=sold.date)
+    sold_same_place = make_slot(quota_size=1, opens_in=-30, label="08:00", location="graha-dipta", date=sold.date)
+    reserve(sold_same_place)
+
+    html = Client().get(f"/war/{sold.pk}/").content.decode()
+    block = html[html.index('id="other-slots"') : html.index("</section>", html.index('id="other-slots"'))]
+    assert not re.search(r'id="other-slots"[^>]*hidden', html)  # shown at once: the war is sold out
+    linked = [int(pk) for pk in re.findall(r'href="/war/(\d+)/" data-testid="other-slot"', block)]
+    # This boutique first, then the same day elsewhere; never a closed, sold-out or unrelated slot.
+    assert linked == [same_place_later.pk, same_day_elsewhere.pk]
+    for absent in (elsewhere_other_day, closed_same_place, sold_same_place, sold):
+        assert absent.pk not in linked
+
+    # While seats are left the list waits hidden (the script shows it if the war sells out).
+    html = Client().get(f"/war/{same_day_elsewhere.pk}/").content.decode()
+    assert re.search(r'id="other-slots"[^>]*hidden', html)
+
+
+def shown(response) -> str:
+    """The page as rendered, without the script config (which carries every state's sentences)."""
+    return response.content.decode().split('<script id="war-config"')[0]
+
+
+def test_an_anonymous_visitor_of_an_open_war_is_not_told_to_prepare_before_it_opens():
+    open_now = make_slot(opens_in=-30, label="10:00")
+    upcoming = make_slot(opens_in=600, label="13:00")
+    html = shown(Client().get(f"/war/{open_now.pk}/"))
+    assert "sebelum war dibuka" not in html and "hanya sekali, lalu Anda kembali ke halaman ini" in html
+    assert "siapkan sebelum war dibuka" in shown(Client().get(f"/war/{upcoming.pk}/"))
 
 
 def test_dev_controls_are_on_the_war_page_with_debug(settings):

@@ -43,6 +43,9 @@
     failureLink: $("failure-link"),
     failureBack: $("failure-back"),
     failureCode: $("failure-code"),
+    hint: $("take-hint"),
+    guestHint: $("guest-hint-tail"),
+    otherSlots: $("other-slots"),
   };
 
   var live = {
@@ -183,9 +186,21 @@
     show(el.panelSuccess, view === "success");
     show(el.panelFailure, view === "failure");
 
+    // What the panel says follows the state: holding another ticket that day outranks everything, and
+    // a sold-out war past its close is simply closed (no cancelled seat comes back any more).
+    var panel = cfg.blocked ? "one_per_day" : phase;
+    if (panel === "sold_out" && now !== null && now >= live.closes && !(dev.on && dev.phase)) panel = "closed";
+    el.war.dataset.panel = panel;
+
     var opens = dev.on && dev.opens ? dev.opens : live.opens;
     show(el.countdownBox, phase === "upcoming");
-    show(el.openMessage, phase === "open" && view === "live");
+    show(el.openMessage, panel === "open" && view === "live");
+    show(el.otherSlots, panel === "sold_out" || panel === "closed");
+    if (el.hint && !cfg.blocked && el.hint.dataset.hint !== panel && cfg.hints[panel]) {
+      el.hint.dataset.hint = panel;
+      el.hint.textContent = cfg.hints[panel];
+    }
+    if (el.guestHint && cfg.guest_hints[panel]) el.guestHint.textContent = cfg.guest_hints[panel];
     if (phase === "upcoming") {
       el.countdown.textContent = now === null ? "--:--" : W.formatDuration(opens - now, S.days);
       if (opens !== shownOpens) {
@@ -198,11 +213,12 @@
     if (el.take) {
       var loading = view === "loading";
       var waiting = retryAt > performance.now();
-      el.take.disabled = loading || inFlight || waiting || phase !== "open";
+      el.take.disabled = loading || inFlight || waiting || panel !== "open";
       show(el.takeSpinner, loading);
       if (loading) el.takeLabel.textContent = S.taking;
-      else if (phase === "sold_out") el.takeLabel.textContent = S.sold_out;
-      else if (phase === "closed") el.takeLabel.textContent = S.closed;
+      else if (panel === "one_per_day") el.takeLabel.textContent = S.blocked;
+      else if (panel === "sold_out") el.takeLabel.textContent = S.sold_out;
+      else if (panel === "closed") el.takeLabel.textContent = S.closed;
       else if (waiting) el.takeLabel.textContent = S.retry_in.replace("%(n)s", Math.ceil((retryAt - performance.now()) / 1000));
       else el.takeLabel.textContent = S.take;
     }
