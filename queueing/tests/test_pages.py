@@ -451,3 +451,58 @@ def test_the_slots_api_leaves_rehearsal_slots_out():
     listed = {item["id"] for item in Client().get("/api/slots").json()}
     assert real.pk in listed and drill.pk not in listed
     assert Client().get(f"/api/slots/{drill.pk}").status_code == 404
+
+
+# --- The admin speaks Indonesian ---------------------------------------------------------------------
+
+
+def staff_client(**kwargs) -> Client:
+    return logged_in(make_user(is_staff=True, is_superuser=True), **kwargs)
+
+
+def test_the_admin_is_indonesian_from_header_to_field_labels():
+    slot = make_slot()
+    reserve(slot)
+    admin = staff_client()
+    index = admin.get("/admin/").content.decode()
+    for word in ("War Tiket — Admin", "Antrean war", "Lokasi", "Tiket", "Token bypass", "Notifikasi Telegram"):
+        assert word in index, word
+    for english in ("Django administration", "Administrasi Django", "Queueing", "Locations", "Tickets", "Accounts"):
+        assert english not in index, english
+
+    locations = admin.get("/admin/queueing/location/").content.decode()
+    assert "Pilih lokasi untuk diubah" in locations and "Pilih location untuk diubah" not in locations
+
+    slots = admin.get("/admin/queueing/slot/").content.decode()
+    for label in ("Tanggal", "Jam kunjungan", "Kuota", "Sisa (Redis)", "War dibuka", "War ditutup"):
+        assert f">{label}<" in slots, label
+    for english in ("Time label", "Quota", "Remaining (Redis)", "Closes at", "War opens at"):
+        assert english not in slots, english
+
+    form = admin.get(f"/admin/queueing/location/{slot.location_id}/change/").content.decode()
+    assert "Detik war dibuka, menurut jam server" in form
+    assert "The second the war opens" not in form and "Empty: the war closes" not in form
+
+    tickets = admin.get("/admin/queueing/ticket/").content.decode()
+    assert "Tandai tiket terpilih sudah hadir" in tickets and "Check in selected tickets" not in tickets
+    assert ">Pembeli<" in tickets and ">Diambil pada<" in tickets
+
+    user = admin.get(f"/admin/accounts/user/{make_user().pk}/change/").content.decode()
+    assert ">Profil<" in user and ">Hak akses<" in user and ">Profile<" not in user
+
+
+def test_admin_ticket_actions_answer_in_indonesian_with_plurals_in_english():
+    slot = make_slot(quota_size=3)
+    codes = [reserve(slot)["code"] for _ in range(2)]
+    pks = list(Ticket.objects.filter(code__in=codes).values_list("pk", flat=True))
+    admin = staff_client()
+    done = admin.post("/admin/queueing/ticket/", {"action": "check_in", "_selected_action": pks[:1]}, follow=True)
+    assert "1 tiket ditandai hadir." in done.content.decode()
+
+    admin.post("/i18n/setlang/", {"language": "en", "next": "/admin/"})
+    done = admin.post("/admin/queueing/ticket/", {"action": "cancel", "_selected_action": pks}, follow=True)
+    html = done.content.decode()
+    assert "1 ticket cancelled." in html  # the checked-in one is not cancellable: one of two
+    assert "Cancel selected tickets" in html and "War Tiket — Admin" in html
+    assert "Time label" not in admin.get("/admin/queueing/slot/").content.decode()
+    assert ">Visit time<" in admin.get("/admin/queueing/slot/").content.decode()
