@@ -31,7 +31,12 @@ DEV_FAILURE_CODES = [
 
 
 def home(request):
-    context = {"page": pages.home(), "demo_login": _demo_login(), "state_labels": pages.state_labels()}
+    context = {
+        "page": pages.home(request.user),
+        # The demo login is for someone who has none yet.
+        "demo_login": None if request.user.is_authenticated else _demo_login(),
+        "state_labels": pages.state_labels(),
+    }
     return render(request, "queueing/home.html", context)
 
 
@@ -43,10 +48,10 @@ def location(request, slug: str):
 
 def next_war(request):
     """``/war/``: straight to the war a newcomer wants (open now, else opening soonest)."""
-    page = pages.home()
-    if page.next_war is None:
+    lead = pages.home().lead_war
+    if lead is None:
         return redirect("queueing:home")
-    return redirect("queueing:war", slot_id=page.next_war.slot.pk)
+    return redirect("queueing:war", slot_id=lead.slot.pk)
 
 
 @never_cache

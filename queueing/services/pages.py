@@ -64,11 +64,25 @@ def cards_for(slots: Iterable[Slot]) -> tuple[list[SlotCard], int]:
     return [SlotCard(slot, states[slot.pk]) for slot in slots], now_ms
 
 
+# Open wars the home page lists under "Sedang dibuka" (the location cards list the rest).
+HOME_OPEN_WARS = 4
+
+
 @dataclass(frozen=True)
 class HomePage:
+    # Wars open right now with seats left, the longest-open first (they sell out soonest).
+    open_wars: list[SlotCard]
+    # The war that opens next: never one that is already open.
     next_war: SlotCard | None
     locations: list[tuple[Location, list[SlotCard]]]
     server_ms: int
+    # The buyer's holding tickets for today and later, soonest first (empty for visitors).
+    my_tickets: list[Ticket]
+
+    @property
+    def lead_war(self) -> SlotCard | None:
+        """Where ``/war/`` sends a newcomer: a war open now, else the next to open."""
+        return self.open_wars[0] if self.open_wars else self.next_war
 
 
 def _war_order(card: SlotCard) -> tuple:
@@ -76,10 +90,21 @@ def _war_order(card: SlotCard) -> tuple:
     return (card.state != live.OPEN, card.live.opens_ms)
 
 
-def home() -> HomePage:
+def upcoming_tickets(user: User | AnonymousUser) -> list[Ticket]:
+    if not user.is_authenticated:
+        return []
+    return list(
+        Ticket.objects.select_related("slot", "slot__location")
+        .filter(user=user, status__in=Ticket.HOLDING, war_day__gte=timezone.localdate())
+        .order_by("slot__date", "slot__time_label")
+    )
+
+
+def home(user: User | AnonymousUser | None = None) -> HomePage:
     cards, now_ms = cards_for(upcoming_slots())
-    active = [c for c in cards if c.state in (live.OPEN, live.UPCOMING)]
-    next_war = min(active, key=_war_order) if active else None
+    open_wars = sorted((c for c in cards if c.state == live.OPEN), key=lambda c: c.live.opens_ms)
+    upcoming = [c for c in cards if c.state == live.UPCOMING]
+    next_war = min(upcoming, key=lambda c: c.live.opens_ms) if upcoming else None
     locations = []
     by_location: dict[int, list[SlotCard]] = {}
     for card in cards:
@@ -88,7 +113,8 @@ def home() -> HomePage:
     for location in Location.objects.visible().order_by("name"):
         mine = sorted(by_location.get(location.pk, []), key=_war_order)[:HOME_SLOTS_PER_LOCATION]
         locations.append((location, sorted(mine, key=lambda c: (c.slot.date, c.slot.time_label))))
-    return HomePage(next_war, locations, now_ms)
+    tickets = upcoming_tickets(user) if user is not None else []
+    return HomePage(open_wars[:HOME_OPEN_WARS], next_war, locations, now_ms, tickets)
 
 
 @dataclass(frozen=True)

@@ -56,12 +56,67 @@ def test_home_leads_with_the_war_opening_soonest_and_lists_locations_with_states
     assert '<meta name="server-ms"' in html
 
 
-def test_an_open_war_with_seats_leads_the_home_page_over_upcoming_ones():
-    make_slot(opens_in=60, location="puri-indah")
+def section(html: str, testid: str) -> str:
+    start = html.index(f'data-testid="{testid}"')
+    return html[start : html.index("</section>", start)]
+
+
+def test_open_wars_are_listed_as_open_and_the_next_war_is_the_next_to_open():
+    upcoming = make_slot(opens_in=60, location="puri-indah")
     open_now = make_slot(opens_in=-60, location="graha-dipta")
     html = Client().get("/").content.decode()
-    hero = html[html.index('data-testid="next-war"') :]
-    assert hero.index(f"/war/{open_now.pk}/") < hero.index("</section>")
+    opened = section(html, "open-wars")
+    assert "Sedang dibuka" in opened and f"/war/{open_now.pk}/" in opened and f"/war/{upcoming.pk}/" not in opened
+    hero = section(html, "next-war")
+    assert "War berikutnya" in hero and f"/war/{upcoming.pk}/" in hero and f"/war/{open_now.pk}/" not in hero
+    assert Client().get("/war/")["Location"] == f"/war/{open_now.pk}/"  # a newcomer goes where they can act now
+
+
+def test_the_home_headline_is_the_site_not_a_boutique():
+    make_slot(opens_in=60, location="graha-dipta")
+    html = Client().get("/").content.decode()
+    h1 = re.findall(r"<h1[^>]*>(.*?)</h1>", html, re.S)
+    assert h1 == ["War antrean butik emas"]
+
+
+def test_opening_times_are_said_in_the_tense_of_the_state_in_english():
+    upcoming = make_slot(opens_in=600, location="puri-indah", label="13:00")
+    open_now = make_slot(opens_in=-60, location="graha-dipta", label="10:00")
+    client = Client()
+    client.post("/i18n/setlang/", {"language": "en", "next": "/"})
+
+    def visible_phrases(fragment: str) -> list[str]:
+        return re.findall(r'<span data-when="\w+">([^<]+)</span>', fragment)
+
+    home = client.get("/").content.decode()
+    assert visible_phrases(section(home, "next-war")) == ["War opens"]
+    assert "War opens" not in section(home, "open-wars") and "War opened" in section(home, "open-wars")
+    place = client.get("/locations/graha-dipta/").content.decode()
+    row = place[place.index(f'data-testid="slot-{open_now.pk}"') :]
+    assert visible_phrases(row[: row.index("</a>")]) == ["War opened"]
+    place = client.get("/locations/puri-indah/").content.decode()
+    row = place[place.index(f'data-testid="slot-{upcoming.pk}"') :]
+    assert visible_phrases(row[: row.index("</a>")]) == ["War opens"]
+
+
+def test_a_logged_in_buyer_sees_their_tickets_on_home_and_no_demo_login(settings):
+    from queueing.services.demo import BUYERS
+
+    settings.DEBUG = True
+    make_user(email=BUYERS[0][0])  # the demo buyer exists: visitors get the hint
+    slot = make_slot(opens_in=-60, label="10:00")
+    buyer = make_user()
+    ticket = reserve(slot, buyer)
+    assert 'data-testid="demo-login"' in Client().get("/").content.decode()
+    assert 'data-testid="my-tickets"' not in Client().get("/").content.decode()
+
+    html = logged_in(buyer).get("/").content.decode()
+    assert 'data-testid="demo-login"' not in html
+    mine = section(html, "my-tickets")
+    assert f'href="/tickets/#{ticket["code"]}"' in mine and "Nomor 1" in mine and slot.location.name in mine
+    # A cancelled ticket is not "your ticket" any more.
+    logged_in(buyer).post(f"/tickets/{ticket['code']}/cancel")
+    assert 'data-testid="my-tickets"' not in logged_in(buyer).get("/").content.decode()
 
 
 def test_the_location_page_shows_each_slot_with_quota_remaining_and_state():
