@@ -7,7 +7,7 @@ import pytest
 
 from accounts.services.identity import Principal
 from queueing.services import reservations
-from tests.browser import phone_page
+from tests.browser import phone_page, session_cookie
 from tests.factory import make_slot, make_user
 from tests.test_browser import open_war_in, text
 
@@ -65,3 +65,186 @@ def test_one_per_day_keeps_the_button_off_even_when_the_war_opens(site, browser,
         recorder.shot("one-per-day", page)
         link.click()
         page.locator(f'[id="{held.code}"]').wait_for()
+
+
+# --- Nothing wider than a phone --------------------------------------------------------------------
+
+PHONE_WIDTH = 390
+WIDTH = "document.documentElement.scrollWidth"
+
+
+def page_width(page, url: str) -> int:
+    page.goto(url)
+    page.wait_for_load_state("load")
+    return page.evaluate(WIDTH)
+
+
+def test_no_page_scrolls_sideways_on_a_390px_phone_buyer_or_staff(site, browser, recorder):
+    upcoming = make_slot(opens_in=3600, label="08:00", location="graha-dipta")
+    sold_out = make_slot(quota_size=1, opens_in=-30, label="10:00", date=upcoming.date)
+    open_now = make_slot(quota_size=5, opens_in=-30, label="13:00", date=upcoming.date, location="puri-indah")
+    closed = make_slot(opens_in=-120, closes_in=-60, label="15:00", date=upcoming.date)
+    # A buyer with a long address holding a ticket: the one-per-day page, the tickets page, home's list.
+    buyer = make_user(email="pembeli.dengan.alamat.surel.yang.sangat.panjang.sekali@contoh-domain-panjang.co.id")
+    hold(sold_out, buyer)
+    hold(open_now, make_user())
+    staff = make_user(is_staff=True, is_superuser=True)
+    buyer_paths = [
+        "/",
+        "/locations/graha-dipta/",
+        f"/war/{upcoming.pk}/",  # one per day (holds sold_out that day)
+        f"/war/{sold_out.pk}/",  # holding: the number
+        f"/war/{open_now.pk}/",
+        f"/war/{closed.pk}/",
+        "/tickets/",
+        "/accounts/profile/",
+    ]
+    guest_paths = ["/", f"/war/{sold_out.pk}/", f"/war/{open_now.pk}/", "/accounts/login/", "/accounts/register/"]
+    staff_paths = [
+        "/admin/",
+        "/admin/queueing/slot/",
+        "/admin/queueing/ticket/",
+        "/admin/queueing/location/",
+        f"/admin/queueing/location/{upcoming.location_id}/change/",
+        "/admin/accounts/user/",
+        "/staff/warroom/",
+        f"/staff/warroom/{sold_out.pk}/",
+    ]
+    too_wide = []
+    with recorder.on_failure():
+        for user, paths in ((buyer, buyer_paths), (None, guest_paths), (staff, staff_paths)):
+            with phone_page(browser, site, recorder, user=user) as page:
+                for path in paths:
+                    width = page_width(page, f"{site}{path}")
+                    recorder.shot(path.strip("/").replace("/", "-") or "home", page)
+                    if width > PHONE_WIDTH:
+                        too_wide.append((path, width))
+    assert too_wide == []
+
+
+def test_the_sideways_check_catches_a_page_that_is_too_wide(site, browser, recorder):
+    """Negative control: the same measurement on a page made 600 px wide must fail."""
+    with phone_page(browser, site, recorder) as page, recorder.on_failure():
+        assert page_width(page, f"{site}/") <= PHONE_WIDTH
+        page.evaluate(
+            "document.querySelector('main').insertAdjacentHTML('beforeend', '<div style=\"width:600px\">x</div>')"
+        )
+        assert page.evaluate(WIDTH) > PHONE_WIDTH
+        # And the broken-word check (below) catches a word squeezed letter by letter, as the admin's was.
+        page.evaluate(
+            "document.querySelector('main').insertAdjacentHTML('beforeend', "
+            '\'<table id="squeezed"><tr><th style="width:1px;overflow-wrap:anywhere">Ditutup</th></tr></table>\')'
+        )
+        assert page.evaluate(BROKEN_WORDS, "#squeezed") == ["Ditutup"]
+
+
+def test_the_admin_index_on_a_phone_keeps_words_whole(site, browser, recorder):
+    """'Ruang pantau war' used to render one letter per line: its link must be one line wide."""
+    staff = make_user(is_staff=True, is_superuser=True)
+    with phone_page(browser, site, recorder, user=staff) as page, recorder.on_failure():
+        page.goto(f"{site}/admin/")
+        link = page.locator("#warroom-link a")
+        box = link.bounding_box()
+        line = float(link.evaluate("el => parseFloat(getComputedStyle(el).lineHeight) || 20"))
+        assert box["height"] < 2 * line and box["width"] > 100, box
+        assert page.evaluate(WIDTH) <= PHONE_WIDTH
+
+
+def test_war_room_headers_and_states_are_never_broken_inside_a_word_on_a_laptop(site, browser, recorder):
+    """'Ditutu/p' (desktop) and 'Seja/k/dibu/ka' (phone): every word of the table stays whole."""
+    make_slot(opens_in=-120, closes_in=-60, label="08:00")
+    make_slot(opens_in=-30, label="10:00")
+    staff = make_user(is_staff=True, is_superuser=True)
+    for viewport in ({"width": 1366, "height": 800}, {"width": 390, "height": 844}):
+        context = browser.new_context(viewport=viewport, locale="id-ID")
+        try:
+            context.add_cookies([session_cookie(site, staff)])
+            page = context.new_page()
+            recorder.watch(f"warroom-{viewport['width']}", page)
+            with recorder.on_failure():
+                page.goto(f"{site}/staff/warroom/")
+                page.locator("#wr-rows tr td").first.wait_for()
+                broken = page.evaluate(BROKEN_WORDS, "[data-testid=warroom-table]")
+                assert broken == [], (viewport, broken)
+                assert page.evaluate(WIDTH) <= viewport["width"]
+        finally:
+            context.close()
+
+
+# Words of the table's cells that the browser wrapped inside the word (a word taller than one line).
+BROKEN_WORDS = """
+(selector) => {
+  const table = document.querySelector(selector);
+  const broken = [];
+  const range = document.createRange();
+  const walker = document.createTreeWalker(table, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const re = /\\S+/g;
+    let m;
+    while ((m = re.exec(node.data))) {
+      range.setStart(node, m.index);
+      range.setEnd(node, m.index + m[0].length);
+      const rects = range.getClientRects();
+      if (rects.length > 1) broken.push(m[0]);
+    }
+  }
+  return broken;
+}
+"""
+
+
+# --- Icon, manifest, colours -----------------------------------------------------------------------
+
+HEAD = """() => ({
+  icon: (document.querySelector('link[rel=icon]') || {}).href || null,
+  manifest: (document.querySelector('link[rel=manifest]') || {}).href || null,
+  theme: [...document.querySelectorAll('meta[name=theme-color]')].map(m => m.content),
+})"""
+
+
+def test_every_page_has_the_icon_theme_colour_and_manifest_admin_too_and_the_manifest_is_served(
+    site, browser, recorder
+):
+    slot = make_slot(opens_in=600)
+    staff = make_user(is_staff=True, is_superuser=True)
+    pages = {
+        None: ["/", "/locations/graha-dipta/", f"/war/{slot.pk}/", "/accounts/login/", "/accounts/register/"],
+        staff: ["/tickets/", "/accounts/profile/", "/admin/", "/admin/queueing/ticket/", "/staff/warroom/"],
+    }
+    seen = set()
+    with recorder.on_failure():
+        for user, paths in pages.items():
+            with phone_page(browser, site, recorder, user=user) as page:
+                for path in [*paths, "/admin/login/"] if user is None else paths:
+                    page.goto(f"{site}{path}")
+                    head = page.evaluate(HEAD)
+                    assert head["icon"] and head["manifest"] and head["theme"], (path, head)
+                    seen.add((head["icon"], head["manifest"]))
+                assert page.evaluate("document.querySelector('link[rel=icon]').href").endswith(
+                    "/static/img/favicon.svg"
+                )
+                manifest = page.request.get(f"{site}/static/manifest.webmanifest")
+                assert manifest.status == 200 and "manifest+json" in manifest.headers["content-type"]
+                body = manifest.json()
+                assert body["name"] == "War Tiket" and body["start_url"] == "/"
+                for icon in body["icons"]:
+                    served = page.request.get(f"{site}/static/{icon['src']}")
+                    assert served.status == 200, icon
+    assert len(seen) == 1  # the same icon and manifest everywhere
+
+
+@pytest.mark.parametrize("scheme", ["dark", "light"])
+def test_the_colour_scheme_follows_the_device(site, browser, recorder, scheme):
+    slot = make_slot(opens_in=600)
+    context = browser.new_context(viewport={"width": 390, "height": 844}, color_scheme=scheme)
+    try:
+        page = context.new_page()
+        recorder.watch("page", page)
+        with recorder.on_failure():
+            page.goto(f"{site}/war/{slot.pk}/")
+            assert page.evaluate("document.documentElement.dataset.bsTheme") == scheme
+            background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+            channels = [int(c) for c in background[background.index("(") + 1 : -1].split(",")[:3]]
+            assert (sum(channels) / 3 < 60) == (scheme == "dark"), background
+    finally:
+        context.close()
