@@ -248,3 +248,33 @@ def test_the_colour_scheme_follows_the_device(site, browser, recorder, scheme):
             assert (sum(channels) / 3 < 60) == (scheme == "dark"), background
     finally:
         context.close()
+
+
+# --- Dev Controls ----------------------------------------------------------------------------------
+
+
+def test_dev_controls_collapse_and_stay_collapsed_after_a_reload(site, browser, recorder):
+    slot = make_slot(opens_in=-30)
+    with phone_page(browser, site, recorder, user=make_user()) as page, recorder.on_failure():
+        page.goto(f"{site}/war/{slot.pk}/")
+        bar = page.locator("#dev-controls")
+        expanded = bar.bounding_box()
+        assert expanded["height"] > 60 and expanded["width"] == PHONE_WIDTH  # the full bar over the page
+        page.click("#dev-toggle")
+        collapsed = bar.bounding_box()
+        assert collapsed["height"] < 48 and collapsed["width"] < PHONE_WIDTH / 2, collapsed
+        assert page.locator("[data-dev=prewar]").is_hidden()
+        assert page.get_attribute("#dev-toggle", "aria-expanded") == "false"
+        recorder.shot("collapsed", page)
+
+        page.reload()
+        assert bar.bounding_box()["height"] < 48 and page.locator("[data-dev=prewar]").is_hidden()
+        # The page's last line is not under the collapsed button.
+        page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+        last = page.locator("footer").bounding_box()
+        assert last["y"] + last["height"] <= bar.bounding_box()["y"] + 1
+
+        page.click("#dev-toggle")
+        assert page.locator("[data-dev=prewar]").is_visible()
+        page.reload()
+        assert page.locator("[data-dev=prewar]").is_visible() and bar.bounding_box()["height"] > 60

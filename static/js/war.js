@@ -338,6 +338,17 @@
   // --- Dev Controls (DEBUG only): show each state without calling the backend --------------------
 
   var devBar = $("dev-controls");
+  var devToggle = $("dev-toggle");
+  if (devToggle) {
+    // Collapsible, remembered per browser: expanded it covers ~100 px of a phone's screen.
+    devToggle.addEventListener("click", function () {
+      var collapsed = !devBar.classList.contains("collapsed");
+      devBar.classList.toggle("collapsed", collapsed);
+      document.body.classList.toggle("dev-controls-collapsed", collapsed);
+      devToggle.setAttribute("aria-expanded", collapsed ? "false" : "true");
+      try { localStorage.setItem("wt.devControls", collapsed ? "collapsed" : "expanded"); } catch (e) {}
+    });
+  }
   if (devBar) {
     devBar.addEventListener("click", function (event) {
       var button = event.target.closest("[data-dev]");
