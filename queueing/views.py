@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
@@ -88,8 +89,9 @@ def war(request, slot_id: int):
         "hints": hints,
         "guest_hints": guest_hints,
         "guide": pages.failure_guide(),
-        "strings": _war_strings(),
+        "strings": _war_strings(slot),
         "time_zone": settings.TIME_ZONE,
+        "icon": static("img/icon-192.png"),
         "dev_controls": settings.DEBUG,
     }
     return render(
@@ -159,7 +161,7 @@ def _ticket_json(ticket) -> dict | None:
     return {"code": ticket.code, "queue_number": ticket.queue_number}
 
 
-def _war_strings() -> dict[str, str]:
+def _war_strings(slot: Slot) -> dict[str, str]:
     """Every sentence war.js writes, translated here (the page has no JavaScript catalog)."""
     return {
         "opens_in": _("War dibuka dalam"),
@@ -184,4 +186,11 @@ def _war_strings() -> dict[str, str]:
         "see_ticket": _("Lihat tiket Anda"),
         "to_profile": _("Buka profil"),
         "reload": _("Muat ulang halaman"),
+        # The opt-in alerts' notifications (war.js).
+        "alert_open_title": _("War dibuka!"),
+        "alert_open_body": _("%(place)s jam %(time)s: ambil antrean sekarang.")
+        % {"place": slot.location.name, "time": slot.time_label},
+        "alert_success_title": _("Berhasil! Nomor antrean %(n)s"),
+        "alert_success_body": _("Buka halaman untuk melihat kode tiket Anda."),
+        "alert_failure_title": _("Belum dapat nomor"),
     }

@@ -278,3 +278,92 @@ def test_dev_controls_collapse_and_stay_collapsed_after_a_reload(site, browser, 
         assert page.locator("[data-dev=prewar]").is_visible()
         page.reload()
         assert page.locator("[data-dev=prewar]").is_visible() and bar.bounding_box()["height"] > 60
+
+
+# --- Opt-in alerts at the opening and at the result ------------------------------------------------
+
+# Records what the page asks of the browser's sound, vibration and notification APIs (the real ones
+# still run for sound; notifications and vibration are recorded, as headless chromium has no desktop),
+# and lets the test say the tab is in the background.
+ALERT_SPY = """
+(() => {
+  const log = window.__alerts = { beeps: 0, vibrations: 0, notifications: [], permissionAsks: 0 };
+  const start = OscillatorNode.prototype.start;
+  OscillatorNode.prototype.start = function (...args) { log.beeps += 1; return start.apply(this, args); };
+  navigator.vibrate = () => { log.vibrations += 1; return true; };
+  // A granted permission outlives a reload, as the browser's does.
+  class FakeNotification {
+    constructor(title, options) { log.notifications.push({ title, body: options && options.body }); }
+    close() {}
+    static get permission() { return sessionStorage.getItem("__permission") || "default"; }
+    static requestPermission() {
+      log.permissionAsks += 1;
+      sessionStorage.setItem("__permission", "granted");
+      return Promise.resolve("granted");
+    }
+  }
+  window.Notification = FakeNotification;
+  Object.defineProperty(document, "visibilityState", { get: () => window.__visibility || "visible" });
+})();
+"""
+
+
+def alerts_log(page) -> dict:
+    return page.evaluate("window.__alerts")
+
+
+def test_alerts_are_opt_in_and_sound_vibrate_and_notify_at_the_opening_and_the_result(site, browser, recorder):
+    slot = make_slot(quota_size=3, opens_in=3600)
+    with (
+        phone_page(browser, site, recorder, user=make_user(), init_script=ALERT_SPY) as page,
+        recorder.on_failure(),
+    ):
+        page.goto(f"{site}/war/{slot.pk}/")
+        page.wait_for_function("() => document.getElementById('live-status').dataset.live === '1'")
+        toggle = page.locator("[data-testid=alerts-toggle]")
+        assert toggle.is_visible() and not toggle.is_checked()
+        assert alerts_log(page)["permissionAsks"] == 0  # nothing asked before the buyer opts in
+
+        toggle.check()
+        log = alerts_log(page)
+        assert log["permissionAsks"] == 1 and log["beeps"] == 3  # the sample beep
+        assert page.evaluate("localStorage.getItem('wt.alerts')") == "on"
+
+        page.reload()
+        page.wait_for_function("() => document.getElementById('live-status').dataset.live === '1'")
+        assert toggle.is_checked() and alerts_log(page)["permissionAsks"] == 0  # remembered, not asked again
+        tap = page.locator("#alerts-tap")
+        assert tap.is_visible()  # sound and vibration need one touch after a reload: the page says so
+        page.locator("h1").click()
+        assert tap.is_hidden()
+        page.evaluate("window.__visibility = 'hidden'")  # the buyer switched tabs
+        open_war_in(slot, 2)
+        page.wait_for_function("() => window.__alerts.notifications.length >= 1", timeout=15_000)
+        log = alerts_log(page)
+        assert log["notifications"][0]["title"] == "War dibuka!"
+        assert "ambil antrean sekarang" in log["notifications"][0]["body"]
+        assert log["beeps"] >= 3 and log["vibrations"] == 1
+
+        page.evaluate("window.__visibility = 'visible'")
+        page.locator("#take").click()
+        page.locator("#panel-success").wait_for()
+        page.evaluate("window.__visibility = 'hidden'")
+        log = alerts_log(page)
+        assert log["vibrations"] == 2 and log["beeps"] >= 6  # the result is in
+        # On the page itself (visible) the result needs no notification.
+        assert [n["title"] for n in log["notifications"]] == ["War dibuka!"]
+
+
+def test_without_the_toggle_the_opening_is_silent(site, browser, recorder):
+    slot = make_slot(opens_in=3600)
+    with (
+        phone_page(browser, site, recorder, user=make_user(), init_script=ALERT_SPY) as page,
+        recorder.on_failure(),
+    ):
+        page.goto(f"{site}/war/{slot.pk}/")
+        page.wait_for_function("() => document.getElementById('live-status').dataset.live === '1'")
+        page.evaluate("window.__visibility = 'hidden'")
+        open_war_in(slot, 2)
+        page.wait_for_function("() => document.getElementById('war').dataset.phase === 'open'", timeout=15_000)
+        page.wait_for_timeout(300)
+        assert alerts_log(page) == {"beeps": 0, "vibrations": 0, "notifications": [], "permissionAsks": 0}

@@ -61,6 +61,7 @@
   var failure = null; // {code, retryAt, link}
   var dev = { on: false, phase: null, opens: null };
   var shownOpens = cfg.state.opens_ms;
+  var lastPhase = el.war.dataset.phase;
 
   // --- Live state --------------------------------------------------------------------------------
 
@@ -72,6 +73,7 @@
     live.quota = msg.quota === null ? live.quota : msg.quota;
     live.opens = msg.opens_ms;
     live.closes = msg.closes_ms;
+    if (typeof scheduleOpening === "function") scheduleOpening();
     render();
     return true;
   }
@@ -152,6 +154,120 @@
     pollTimer = null;
   }
 
+  // --- Alerts (opt-in): a beep, a vibration and a notification at the opening and at the result ----
+  //
+  // A buyer waiting in another tab hears and feels the war open. Nothing is asked or played unless the
+  // buyer switches the toggle on; the browser asks for notification permission only then. The choice is
+  // remembered in localStorage. Browsers let a page play sound only after a user gesture: the toggle is
+  // one, and after a reload the first tap anywhere on the page unlocks the sound again.
+
+  var alerts = (function () {
+    var KEY = "wt.alerts";
+    var toggle = $("alerts-toggle");
+    var note = $("alerts-note");
+    var audio = null;
+
+    function stored() {
+      try { return localStorage.getItem(KEY) === "on"; } catch (e) { return false; }
+    }
+    var on = stored();
+
+    function unlockAudio() {
+      var Ctx = window.AudioContext || window.webkitAudioContext;
+      if (!Ctx) return null;
+      if (!audio) { try { audio = new Ctx(); } catch (e) { return null; } }
+      if (audio.state === "suspended" && audio.resume) audio.resume().catch(function () {});
+      return audio;
+    }
+
+    function beep() {
+      var ctx = unlockAudio();
+      if (!ctx) return;
+      // Three short 880 Hz beeps: no file to download, audible over a busy room.
+      [0, 0.22, 0.44].forEach(function (at) {
+        var osc = ctx.createOscillator();
+        var gain = ctx.createGain();
+        var t = ctx.currentTime + at;
+        osc.type = "sine";
+        osc.frequency.value = 880;
+        gain.gain.setValueAtTime(0.0001, t);
+        gain.gain.exponentialRampToValueAtTime(0.3, t + 0.02);
+        gain.gain.exponentialRampToValueAtTime(0.0001, t + 0.16);
+        osc.connect(gain).connect(ctx.destination);
+        osc.start(t);
+        osc.stop(t + 0.18);
+      });
+    }
+
+    function notify(title, body) {
+      if (!("Notification" in window) || Notification.permission !== "granted") return;
+      // Only when the buyer is looking elsewhere: on the page, the page itself says it.
+      if (document.visibilityState === "visible") return;
+      try {
+        var n = new Notification(title, { body: body, tag: "war-" + cfg.slot.id, icon: cfg.icon });
+        n.onclick = function () { window.focus(); n.close(); };
+      } catch (e) { /* some mobile browsers allow notifications only from a service worker */ }
+    }
+
+    function showNote() {
+      if (!note) return;
+      var blocked = on && "Notification" in window && Notification.permission === "denied";
+      note.hidden = !blocked;
+    }
+
+    function set(value) {
+      on = value;
+      try { localStorage.setItem(KEY, on ? "on" : "off"); } catch (e) {}
+      if (toggle) toggle.checked = on;
+      if (!on && $("alerts-tap")) $("alerts-tap").hidden = true;
+      if (on) {
+        unlockAudio();
+        beep(); // what it will sound like
+        if ("Notification" in window && Notification.permission === "default") {
+          var asked = Notification.requestPermission(showNote);
+          if (asked && asked.then) asked.then(showNote);
+        }
+      }
+      showNote();
+    }
+
+    if (toggle) {
+      toggle.closest("[data-alerts]").hidden = false;
+      toggle.checked = on;
+      toggle.addEventListener("change", function () { set(toggle.checked); });
+    }
+    showNote();
+    // After a reload the browser blocks sound and vibration until the buyer touches the page: say so.
+    var tap = $("alerts-tap");
+    var activation = navigator.userActivation;
+    if (tap && on && activation && !activation.hasBeenActive) tap.hidden = false;
+    ["pointerdown", "keydown"].forEach(function (type) {
+      document.addEventListener(type, function () {
+        if (tap) tap.hidden = true;
+        if (on) unlockAudio();
+      }, { once: true, capture: true });
+    });
+
+    return {
+      fire: function (title, body) {
+        if (!on) return;
+        beep();
+        if (navigator.vibrate) { try { navigator.vibrate([200, 100, 200]); } catch (e) {} }
+        notify(title, body);
+      },
+    };
+  })();
+
+  // The opening is also timed on its own: a background tab renders about once a second at best.
+  var openingTimer = null;
+  function scheduleOpening() {
+    var now = clock.now();
+    if (openingTimer !== null) clearTimeout(openingTimer);
+    openingTimer = null;
+    if (now === null || live.opens <= now) return;
+    openingTimer = setTimeout(render, Math.min(live.opens - now + 5, 2147483647));
+  }
+
   // --- Rendering ---------------------------------------------------------------------------------
 
   function phaseNow(now) {
@@ -167,6 +283,10 @@
   function render() {
     var now = clock.now();
     var phase = phaseNow(now);
+    if (lastPhase === "upcoming" && phase === "open" && !cfg.blocked && view === "live") {
+      alerts.fire(S.alert_open_title, S.alert_open_body);
+    }
+    lastPhase = phase;
     el.war.dataset.phase = phase;
     el.war.dataset.view = view;
 
@@ -253,6 +373,7 @@
       .then(function (response) {
         return response.json().catch(function () { return {}; }).then(function (body) {
           if (response.status === 201 || response.status === 200) {
+            alerts.fire(S.alert_success_title.replace("%(n)s", body.ticket.queue_number), S.alert_success_body);
             if (typeof body.remaining === "number" && (live.remaining === null || body.remaining < live.remaining)) {
               // Fresher than the last push; the next versioned message confirms or corrects it.
               live.remaining = body.remaining;
@@ -260,6 +381,8 @@
             succeed(body.ticket, response.status === 200);
           } else {
             var retry = Number(response.headers.get("Retry-After")) || null;
+            var code = body.code || (response.status >= 500 ? "unavailable" : "invalid");
+            alerts.fire(S.alert_failure_title, (cfg.guide[code] || cfg.guide.unavailable).message);
             fail(body.code || (response.status >= 500 ? "unavailable" : "invalid"), body, retry);
           }
         });
@@ -383,6 +506,7 @@
   // --- Start -------------------------------------------------------------------------------------
 
   clock.onChange(render);
+  clock.onChange(scheduleOpening);
   setLive(false);
   el.liveStatus.textContent = S.connecting;
   connect();
