@@ -67,6 +67,28 @@ def test_one_per_day_keeps_the_button_off_even_when_the_war_opens(site, browser,
         page.locator(f'[id="{held.code}"]').wait_for()
 
 
+def test_rehearsal_wars_are_invisible_to_buyers_but_staff_watch_them_in_the_war_room(site, browser, recorder):
+    from queueing.services import rehearsal
+
+    real = make_slot(opens_in=600)
+    drill = rehearsal.open_in(rehearsal.create_slot(5), -30)  # as simulate_war makes it: open, real war day
+    staff = make_user(is_staff=True, is_superuser=True)
+    with recorder.on_failure():
+        with phone_page(browser, site, recorder, user=make_user()) as page:
+            page.goto(f"{site}/")
+            assert "Latihan" not in page.locator("main").inner_text()
+            assert page.locator(f'a[href="/war/{real.pk}/"]').count() >= 1  # the real war is listed
+            assert page.goto(f"{site}/locations/latihan/").status == 404
+            assert page.goto(f"{site}/war/{drill.pk}/").status == 404
+            assert page.goto(f"{site}/war/")  # the shortcut does not lead to the rehearsal either
+            assert page.url.endswith(f"/war/{real.pk}/")
+        with phone_page(browser, site, recorder, user=staff) as page:
+            page.goto(f"{site}/staff/warroom/")
+            row = page.locator("#wr-rows tr", has_text="Latihan war (rehearsal)")
+            row.wait_for()
+            recorder.shot("warroom", page)
+
+
 # --- Nothing wider than a phone --------------------------------------------------------------------
 
 PHONE_WIDTH = 390
