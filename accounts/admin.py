@@ -48,9 +48,9 @@ class UserAdmin(BaseUserAdmin):
     search_fields = ["email", "full_name", "nik", "phone"]
     fieldsets = [
         (None, {"fields": ["email", "password"]}),
-        ("Profile", {"fields": ["full_name", "nik", "nik_change_reason", "phone"]}),
-        ("Permissions", {"fields": ["is_active", "is_staff", "is_superuser", "groups", "user_permissions"]}),
-        ("Dates", {"fields": ["last_login", "date_joined"]}),
+        (_("Profil"), {"fields": ["full_name", "nik", "nik_change_reason", "phone"]}),
+        (_("Hak akses"), {"fields": ["is_active", "is_staff", "is_superuser", "groups", "user_permissions"]}),
+        (_("Tanggal"), {"fields": ["last_login", "date_joined"]}),
     ]
 
     def save_model(self, request, obj, form, change):

@@ -40,11 +40,11 @@ class User(AbstractBaseUser, PermissionsMixin):
     phone = models.CharField(_("nomor HP"), max_length=20, blank=True)
     # NULL rather than "" for "no NIK yet", so the unique constraint only binds real numbers.
     nik = models.CharField("NIK", max_length=16, unique=True, null=True, blank=True, validators=[validate_nik])
-    is_staff = models.BooleanField(default=False)
-    is_active = models.BooleanField(default=True)
+    is_staff = models.BooleanField(_("staf"), default=False, help_text=_("Boleh masuk ke admin dan ruang pantau war."))
+    is_active = models.BooleanField(_("aktif"), default=True)
     # Buyers made by `simulate_war`; `simulate_war --cleanup` removes them and their tickets.
-    is_rehearsal = models.BooleanField(default=False, db_index=True)
-    date_joined = models.DateTimeField(default=timezone.now)
+    is_rehearsal = models.BooleanField(_("pembeli latihan"), default=False, db_index=True)
+    date_joined = models.DateTimeField(_("terdaftar sejak"), default=timezone.now)
 
     objects = UserManager()
 
@@ -54,6 +54,8 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     class Meta:
         constraints = [models.UniqueConstraint(Lower("email"), name="user_email_ci_unique")]
+        verbose_name = _("pengguna")
+        verbose_name_plural = _("pengguna")
 
     def __str__(self) -> str:
         return self.email
@@ -108,11 +110,17 @@ def hash_secret(raw: str) -> str:
 class ApiToken(models.Model):
     """A bearer token for the API (``Authorization: Token …``). Only its SHA-256 is stored."""
 
-    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
-    name = models.CharField(max_length=100, blank=True)
-    key_hash = models.CharField(max_length=64, unique=True, editable=False)
-    prefix = models.CharField(max_length=8, editable=False, help_text="First characters, to tell tokens apart")
-    created_at = models.DateTimeField(auto_now_add=True)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens", verbose_name=_("pengguna"))
+    name = models.CharField(_("nama"), max_length=100, blank=True)
+    key_hash = models.CharField(_("hash kunci"), max_length=64, unique=True, editable=False)
+    prefix = models.CharField(
+        _("awalan"), max_length=8, editable=False, help_text=_("Karakter pertama, untuk membedakan token")
+    )
+    created_at = models.DateTimeField(_("dibuat"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("token API")
+        verbose_name_plural = _("token API")
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"

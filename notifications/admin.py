@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.db import transaction
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from notifications.models import LinkToken, Notification, ReminderSubscription, TelegramLink
 from notifications.services import queue
@@ -37,12 +39,12 @@ class NotificationAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.display(description="last error")
+    @admin.display(description=_("galat terakhir"))
     def short_error(self, notification: Notification) -> str:
         error = notification.last_error
         return error if len(error) <= 80 else error[:77] + "…"
 
-    @admin.action(description="Send again (failed or skipped only)")
+    @admin.action(description=_("Kirim lagi (hanya yang gagal atau dilewati)"))
     def send_again(self, request, queryset):
         # Only final, unsent rows: resending a 'sent' one would be a deliberate duplicate.
         rows = list(queryset.filter(status__in=[Notification.Status.FAILED, Notification.Status.SKIPPED]))
@@ -57,7 +59,11 @@ class NotificationAdmin(admin.ModelAdmin):
                 )
                 if reopened:
                     queue.deliver_after_commit(row.pk)
-        messages.success(request, f"{len(rows)} notification(s) queued again.")
+        count = len(rows)
+        messages.success(
+            request,
+            ngettext("%(n)d notifikasi diantrekan lagi.", "%(n)d notifikasi diantrekan lagi.", count) % {"n": count},
+        )
 
 
 @admin.register(TelegramLink)

@@ -7,10 +7,28 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
 
 from queueing.models import BypassToken, BypassUse, Location, Slot, Ticket
 from queueing.services import bypass, quota, reservations, slots
 from queueing.services.errors import ReservationError
+
+# The admin speaks the site's language: Indonesian first, English when staff switch the site to English.
+admin.site.site_header = _("War Tiket — Admin")
+admin.site.site_title = _("Admin War Tiket")
+admin.site.index_title = _("Administrasi situs")
+
+
+def _short_time(moment) -> str:
+    return timezone.localtime(moment).strftime("%d-%m %H:%M:%S")
+
+
+def _remaining(slot) -> str | int:
+    if not slot.pk:
+        return "—"
+    value = quota.remaining_for([slot]).get(slot.pk)
+    return _("tidak ada di Redis — jalankan sync_quota") if value is None else value
 
 
 class SlotForm(forms.ModelForm):
@@ -34,14 +52,15 @@ class SlotInline(admin.TabularInline):
     fields = ["date", "time_label", "quota", "war_opens_at", "war_closes_at", "remaining"]
     readonly_fields = ["remaining"]
 
-    @admin.display(description="remaining (Redis)")
+    @admin.display(description=_("sisa (Redis)"))
     def remaining(self, slot):
-        return quota.remaining_for([slot]).get(slot.pk) if slot.pk else "—"
+        return _remaining(slot)
 
 
 @admin.register(Location)
 class LocationAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "active"]
+    list_display = ["name", "slug", "active", "is_rehearsal"]
+    list_filter = ["active", "is_rehearsal"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [SlotInline]
 
@@ -58,7 +77,7 @@ class LocationAdmin(admin.ModelAdmin):
 @admin.register(Slot)
 class SlotAdmin(admin.ModelAdmin):
     form = SlotForm
-    list_display = ["location", "date", "time_label", "quota", "remaining", "war_opens_at", "closes_at"]
+    list_display = ["location", "date", "time_label", "quota", "remaining", "opens", "war_closes"]
     list_filter = ["location", "date"]
     date_hierarchy = "date"
 
@@ -69,32 +88,64 @@ class SlotAdmin(admin.ModelAdmin):
         # Fences the slot in Redis before the commit and applies the edit after it (services/slots.py).
         slots.save(obj)
 
-    @admin.display(description="remaining (Redis)")
+    @admin.display(description=_("sisa (Redis)"))
     def remaining(self, slot):
-        value = quota.remaining_for([slot]).get(slot.pk)
-        return "not in Redis — run sync_quota" if value is None else value
+        return _remaining(slot)
+
+    # Times as "dd-mm HH:MM:SS" (the war's second matters; the admin's long date format pushed columns off).
+    @admin.display(description=_("war dibuka"), ordering="war_opens_at")
+    def opens(self, slot):
+        return _short_time(slot.war_opens_at)
+
+    @admin.display(description=_("war ditutup"), ordering="war_closes_at")
+    def war_closes(self, slot):
+        # The explicit close, else the slot's start (``Slot.closes_at``): what the war actually does.
+        return _short_time(slot.closes_at)
 
 
 @admin.register(Ticket)
 class TicketAdmin(admin.ModelAdmin):
-    list_display = ["code", "queue_number", "slot", "user", "status", "reserved_at"]
+    # Short columns so a row fits one line at 1366 px with the admin's sidebar and filters open.
+    list_display = ["code", "number", "slot_short", "buyer", "status", "reserved"]
     list_filter = ["status", "slot__location", "slot__date", "slot"]
     search_fields = ["code", "user__email", "user__nik"]
     list_select_related = ["slot", "slot__location", "user"]
     readonly_fields = ["slot", "user", "queue_number", "code", "status", "reserved_at", "created_at", "cancelled_at"]
     actions = ["check_in", "cancel"]
 
+    @admin.display(description=_("no."), ordering="queue_number")
+    def number(self, ticket):
+        return ticket.queue_number
+
+    @admin.display(description=_("slot"), ordering="slot__date")
+    def slot_short(self, ticket):
+        slot = ticket.slot
+        return format_html(
+            '{} <span class="nowrap">· {} {}</span>', slot.location.name, f"{slot.date:%d-%m}", slot.time_label
+        )
+
+    @admin.display(description=_("pembeli"), ordering="user__email")
+    def buyer(self, ticket):
+        # The full address is in the title: long ones are cut with an ellipsis by css/admin.css.
+        return format_html('<span title="{}">{}</span>', ticket.user.email, ticket.user.email)
+
+    @admin.display(description=_("diambil pada"), ordering="reserved_at")
+    def reserved(self, ticket):
+        return _short_time(ticket.reserved_at)
+
     def has_add_permission(self, request):
         # Tickets come only from the war (or reconcile): a hand-made row would bypass the quota.
         return False
 
     # Status changes go through the services (never a raw edit): a cancellation must free the Redis seat.
-    @admin.action(description="Check in selected tickets")
+    @admin.action(description=_("Tandai tiket terpilih sudah hadir"))
     def check_in(self, request, queryset):
         done = sum(reservations.check_in(code) for code in queryset.values_list("code", flat=True))
-        self.message_user(request, f"{done} ticket(s) checked in.")
+        self.message_user(
+            request, ngettext("%(n)d tiket ditandai hadir.", "%(n)d tiket ditandai hadir.", done) % {"n": done}
+        )
 
-    @admin.action(description="Cancel selected tickets (frees their seats)")
+    @admin.action(description=_("Batalkan tiket terpilih (nomornya kembali tersedia)"))
     def cancel(self, request, queryset):
         done = 0
         for code in queryset.filter(status=Ticket.Status.ACTIVE).values_list("code", flat=True):
@@ -103,7 +154,7 @@ class TicketAdmin(admin.ModelAdmin):
                 done += 1
             except ReservationError as exc:
                 self.message_user(request, f"{code}: {exc.message}", level=messages.ERROR)
-        self.message_user(request, f"{done} ticket(s) cancelled.")
+        self.message_user(request, ngettext("%(n)d tiket dibatalkan.", "%(n)d tiket dibatalkan.", done) % {"n": done})
 
 
 class BypassTokenForm(forms.ModelForm):
@@ -121,7 +172,7 @@ class BypassTokenAdmin(admin.ModelAdmin):
     def get_changeform_initial_data(self, request):
         return {"expires_at": timezone.now() + datetime.timedelta(days=1)}
 
-    @admin.display(description="uses")
+    @admin.display(description=_("dipakai"))
     def uses_count(self, token):
         return token.uses.count()
 
@@ -134,8 +185,10 @@ class BypassTokenAdmin(admin.ModelAdmin):
         messages.warning(
             request,
             format_html(
-                "Bypass token (shown once, copy it now): <code>{}</code> — send it as header "
-                "<code>X-War-Bypass</code>.",
+                gettext(
+                    "Token bypass (hanya ditampilkan sekali, salin sekarang): <code>{}</code> — kirim sebagai "
+                    "header <code>X-War-Bypass</code>."
+                ),
                 raw,
             ),
         )

@@ -282,7 +282,7 @@ class TimeView(APIView):
 
 
 def _upcoming():
-    return Slot.objects.select_related("location").filter(location__active=True, date__gte=timezone.localdate())
+    return Slot.objects.visible().filter(date__gte=timezone.localdate())
 
 
 class SlotListView(APIView):
@@ -309,7 +309,7 @@ class SlotDetailView(APIView):
 
     @extend_schema(responses={200: SlotSerializer, **error_responses("not_authenticated", "not_found", "unavailable")})
     def get(self, request, slot_id: int):
-        slot = Slot.objects.select_related("location").filter(pk=slot_id).first()
+        slot = Slot.objects.visible().filter(pk=slot_id).first()
         if slot is None:
             return error_response("not_found")
         context = {"remaining": quota.remaining_for([slot])}

@@ -33,32 +33,63 @@ def new_ticket_code() -> str:
     return f"{raw[:4]}-{raw[4:8]}-{raw[8:]}"
 
 
+class LocationQuerySet(models.QuerySet):
+    def visible(self) -> LocationQuerySet:
+        """Locations buyers see: active, and not the rehearsal location ``simulate_war`` writes to."""
+        return self.filter(active=True, is_rehearsal=False)
+
+
 class Location(models.Model):
-    slug = models.SlugField(max_length=64, unique=True, help_text="Used in the API, e.g. graha-dipta")
-    name = models.CharField(max_length=120)
-    address = models.CharField(max_length=255, blank=True)
-    active = models.BooleanField(default=True)
+    slug = models.SlugField(
+        _("kode lokasi"), max_length=64, unique=True, help_text=_("Dipakai di API dan alamat halaman, mis. graha-dipta")
+    )
+    name = models.CharField(_("nama"), max_length=120)
+    address = models.CharField(_("alamat"), max_length=255, blank=True)
+    active = models.BooleanField(_("aktif"), default=True, help_text=_("Nonaktif: disembunyikan dari pembeli."))
+    # Set on the location `simulate_war` and `make bench` create: its slots fall on real war days, so
+    # without the flag buyers would see the rehearsal on the home page, in the API and at its URL.
+    is_rehearsal = models.BooleanField(
+        _("lokasi latihan"), default=False, help_text=_("Disembunyikan dari pembeli; staf tetap melihatnya.")
+    )
+
+    objects = LocationQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
+        verbose_name = _("lokasi")
+        verbose_name_plural = _("lokasi")
 
     def __str__(self) -> str:
         return self.name
 
 
+class SlotQuerySet(models.QuerySet):
+    def visible(self) -> SlotQuerySet:
+        """Slots buyers may see (pages, ``/api/slots``): at active, non-rehearsal locations, location joined."""
+        return self.select_related("location").filter(location__active=True, location__is_rehearsal=False)
+
+
 class Slot(models.Model):
     """One visiting time at one boutique on one day, with the war that hands out its queue numbers."""
 
-    location = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="slots")
-    date = models.DateField(help_text="Day of the visit")
-    time_label = models.CharField(max_length=5, validators=[validate_time_label], help_text="HH:MM")
-    quota = models.PositiveIntegerField(validators=[MinValueValidator(1)])
-    war_opens_at = models.DateTimeField(help_text="The second the war opens, by the server clock")
-    war_closes_at = models.DateTimeField(null=True, blank=True, help_text="Empty: the war closes when the slot starts")
-    created_at = models.DateTimeField(auto_now_add=True)
+    location = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="slots", verbose_name=_("lokasi"))
+    date = models.DateField(_("tanggal"), help_text=_("Hari kunjungan"))
+    time_label = models.CharField(
+        _("jam kunjungan"), max_length=5, validators=[validate_time_label], help_text=_("JJ:MM")
+    )
+    quota = models.PositiveIntegerField(_("kuota"), validators=[MinValueValidator(1)])
+    war_opens_at = models.DateTimeField(_("war dibuka"), help_text=_("Detik war dibuka, menurut jam server"))
+    war_closes_at = models.DateTimeField(
+        _("war ditutup"), null=True, blank=True, help_text=_("Kosong: war ditutup saat slot dimulai")
+    )
+    created_at = models.DateTimeField(_("dibuat"), auto_now_add=True)
+
+    objects = SlotQuerySet.as_manager()
 
     class Meta:
         ordering = ["date", "time_label", "location__name"]
+        verbose_name = _("slot")
+        verbose_name_plural = _("slot")
         constraints = [
             models.UniqueConstraint(fields=["location", "date", "time_label"], name="slot_unique_per_location"),
             models.CheckConstraint(condition=Q(quota__gte=1), name="slot_quota_positive"),
@@ -107,26 +138,30 @@ class Ticket(models.Model):
     # A ticket holds its seat (and its number) while active or checked in.
     HOLDING = [Status.ACTIVE, Status.CHECKED_IN]
 
-    slot = models.ForeignKey(Slot, on_delete=models.PROTECT, related_name="tickets")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="tickets")
-    queue_number = models.PositiveIntegerField()
-    code = models.CharField(max_length=14, unique=True, default=new_ticket_code, editable=False)
-    status = models.CharField(max_length=12, choices=Status.choices, default=Status.ACTIVE)
+    slot = models.ForeignKey(Slot, on_delete=models.PROTECT, related_name="tickets", verbose_name=_("slot"))
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="tickets", verbose_name=_("pembeli")
+    )
+    queue_number = models.PositiveIntegerField(_("nomor antrean"))
+    code = models.CharField(_("kode"), max_length=14, unique=True, default=new_ticket_code, editable=False)
+    status = models.CharField(_("status"), max_length=12, choices=Status.choices, default=Status.ACTIVE)
     # Who the ticket was issued to, as a person rather than an account: "nik:<NIK>" (or "user:<id>" for an
     # account without a NIK when NIKs are not required), frozen at reservation. One person, one ticket per
     # war day holds in PostgreSQL on this key, whatever Redis says and whatever the account does later.
-    person = models.CharField(max_length=40)
+    person = models.CharField(_("orang"), max_length=40)
     # The day whose one-ticket-per-person rule the ticket falls under (its slot's date), copied so that a
     # partial unique index can enforce the rule without a join.
-    war_day = models.DateField()
+    war_day = models.DateField(_("hari war"))
     # Issued while WAR_ONE_PER_DAY was on: only such tickets take part in the per-day constraint.
-    one_per_day = models.BooleanField(default=True)
-    reserved_at = models.DateTimeField(help_text="Redis clock at the moment the number was assigned")
-    created_at = models.DateTimeField(auto_now_add=True)
-    cancelled_at = models.DateTimeField(null=True, blank=True)
+    one_per_day = models.BooleanField(_("satu per hari"), default=True)
+    reserved_at = models.DateTimeField(_("diambil pada"), help_text=_("Jam Redis saat nomor diberikan"))
+    created_at = models.DateTimeField(_("dibuat"), auto_now_add=True)
+    cancelled_at = models.DateTimeField(_("dibatalkan pada"), null=True, blank=True)
 
     class Meta:
         ordering = ["slot", "queue_number"]
+        verbose_name = _("tiket")
+        verbose_name_plural = _("tiket")
         # The last line of defence, whatever Redis says. The upper bound (queue_number <= slot.quota)
         # spans two tables, so a trigger in migration 0002 enforces it.
         constraints = [
@@ -181,32 +216,50 @@ class Ticket(models.Model):
 class BypassToken(models.Model):
     """A QA/audit token that lets a request pass the time gate only (never quota, duplicate or rate)."""
 
-    name = models.CharField(max_length=100)
-    key_hash = models.CharField(max_length=64, unique=True, editable=False)
-    prefix = models.CharField(max_length=8, editable=False)
+    name = models.CharField(_("nama"), max_length=100)
+    key_hash = models.CharField(_("hash kunci"), max_length=64, unique=True, editable=False)
+    prefix = models.CharField(_("awalan"), max_length=8, editable=False)
     slot = models.ForeignKey(
-        Slot, null=True, blank=True, on_delete=models.CASCADE, help_text="Empty: valid for every slot"
+        Slot,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        verbose_name=_("slot"),
+        help_text=_("Kosong: berlaku untuk semua slot"),
     )
-    expires_at = models.DateTimeField()
-    revoked = models.BooleanField(default=False)
+    expires_at = models.DateTimeField(_("kedaluwarsa"))
+    revoked = models.BooleanField(_("dicabut"), default=False)
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name=_("dibuat oleh"),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(_("dibuat"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("token bypass")
+        verbose_name_plural = _("token bypass")
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
 
 
 class BypassUse(models.Model):
-    token = models.ForeignKey(BypassToken, on_delete=models.CASCADE, related_name="uses")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    slot = models.ForeignKey(Slot, on_delete=models.CASCADE, related_name="+")
-    outcome = models.CharField(max_length=32)
-    used_at = models.DateTimeField(help_text="Redis clock")
+    token = models.ForeignKey(BypassToken, on_delete=models.CASCADE, related_name="uses", verbose_name=_("token"))
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", verbose_name=_("pengguna")
+    )
+    slot = models.ForeignKey(Slot, on_delete=models.CASCADE, related_name="+", verbose_name=_("slot"))
+    outcome = models.CharField(_("hasil"), max_length=32)
+    used_at = models.DateTimeField(_("dipakai pada"), help_text=_("Jam Redis"))
 
     class Meta:
         ordering = ["-used_at"]
+        verbose_name = _("pemakaian token bypass")
+        verbose_name_plural = _("pemakaian token bypass")
 
     def __str__(self) -> str:
         return f"{self.token} used by {self.user_id} on slot {self.slot_id}: {self.outcome}"

@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
@@ -31,30 +32,37 @@ DEV_FAILURE_CODES = [
 
 
 def home(request):
-    context = {"page": pages.home(), "demo_login": _demo_login(), "state_labels": pages.state_labels()}
+    context = {
+        "page": pages.home(request.user),
+        # The demo login is for someone who has none yet.
+        "demo_login": None if request.user.is_authenticated else _demo_login(),
+        "state_labels": pages.state_labels(),
+    }
     return render(request, "queueing/home.html", context)
 
 
 def location(request, slug: str):
-    place = get_object_or_404(Location, slug=slug, active=True)
+    place = get_object_or_404(Location.objects.visible(), slug=slug)
     context = {"page": pages.location_page(place), "state_labels": pages.state_labels()}
     return render(request, "queueing/location.html", context)
 
 
 def next_war(request):
     """``/war/``: straight to the war a newcomer wants (open now, else opening soonest)."""
-    page = pages.home()
-    if page.next_war is None:
+    lead = pages.home().lead_war
+    if lead is None:
         return redirect("queueing:home")
-    return redirect("queueing:war", slot_id=page.next_war.slot.pk)
+    return redirect("queueing:war", slot_id=lead.slot.pk)
 
 
 @never_cache
 @ensure_csrf_cookie
 def war(request, slot_id: int):
-    slot = get_object_or_404(Slot.objects.select_related("location"), pk=slot_id)
+    # Rehearsal and inactive locations' wars are not for buyers (staff watch them in the war room).
+    slot = get_object_or_404(Slot.objects.visible(), pk=slot_id)
     page = pages.war_page(slot, request.user)
     user = request.user
+    hints, guest_hints = pages.war_hints(), pages.guest_hints()
     config = {
         "slot": {
             "id": slot.pk,
@@ -76,9 +84,14 @@ def war(request, slot_id: int):
         "authenticated": user.is_authenticated,
         "has_nik": bool(user.is_authenticated and user.nik),
         "ticket": _ticket_json(page.ticket),
+        # Holding another slot's ticket that day: the button stays off whatever the live state says.
+        "blocked": page.blocked,
+        "hints": hints,
+        "guest_hints": guest_hints,
         "guide": pages.failure_guide(),
-        "strings": _war_strings(),
+        "strings": _war_strings(slot),
         "time_zone": settings.TIME_ZONE,
+        "icon": static("img/icon-192.png"),
         "dev_controls": settings.DEBUG,
     }
     return render(
@@ -87,6 +100,8 @@ def war(request, slot_id: int):
         {
             "page": page,
             "slot": slot,
+            "hint": hints.get(page.phase, ""),
+            "guest_hint": guest_hints.get(page.phase, ""),
             "config": config,
             "war_requires_nik": settings.WAR_REQUIRE_NIK,
             "dev_controls": settings.DEBUG,
@@ -146,7 +161,7 @@ def _ticket_json(ticket) -> dict | None:
     return {"code": ticket.code, "queue_number": ticket.queue_number}
 
 
-def _war_strings() -> dict[str, str]:
+def _war_strings(slot: Slot) -> dict[str, str]:
     """Every sentence war.js writes, translated here (the page has no JavaScript catalog)."""
     return {
         "opens_in": _("War dibuka dalam"),
@@ -156,6 +171,7 @@ def _war_strings() -> dict[str, str]:
         "taking": _("Mengambil antrean…"),
         "wait": _("Tunggu hitung mundur"),
         "sold_out": _("Kuota habis"),
+        "blocked": _("Sudah punya antrean hari ini"),
         "closed": _("War sudah ditutup"),
         "live": _("Langsung"),
         "reconnecting": _("Menyambung ulang…"),
@@ -170,4 +186,11 @@ def _war_strings() -> dict[str, str]:
         "see_ticket": _("Lihat tiket Anda"),
         "to_profile": _("Buka profil"),
         "reload": _("Muat ulang halaman"),
+        # The opt-in alerts' notifications (war.js).
+        "alert_open_title": _("War dibuka!"),
+        "alert_open_body": _("%(place)s jam %(time)s: ambil antrean sekarang.")
+        % {"place": slot.location.name, "time": slot.time_label},
+        "alert_success_title": _("Berhasil! Nomor antrean %(n)s"),
+        "alert_success_body": _("Buka halaman untuk melihat kode tiket Anda."),
+        "alert_failure_title": _("Belum dapat nomor"),
     }

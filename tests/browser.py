@@ -164,3 +164,19 @@ class Recorder:
             with contextlib.suppress(Exception):
                 page.screenshot(path=str(folder / f"final-{label}.png"), full_page=True)
         return folder
+
+
+@contextmanager
+def phone_page(browser, site: str, recorder, *, user=None, init_script: str | None = None) -> Iterator[object]:
+    """A phone-sized page in a browser context of its own, signed in as ``user`` if given; closed after."""
+    context = browser.new_context(viewport=PHONE, locale="id-ID")
+    try:
+        if init_script:
+            context.add_init_script(init_script)
+        if user is not None:
+            context.add_cookies([session_cookie(site, user)])
+        page = context.new_page()
+        recorder.watch("page", page)
+        yield page
+    finally:
+        context.close()

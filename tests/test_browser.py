@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
@@ -22,11 +20,7 @@ from queueing.services import clock, reservations
 from tests.browser import (
     DESKTOP,
     PHONE,
-    Recorder,
-    chromium,
-    daphne_server,
-    live_quota_process,
-    require_chromium,
+    phone_page,
     session_cookie,
     shifted_clock_script,
 )
@@ -36,41 +30,6 @@ from tests.live import poll
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 TEN_MINUTES_MS = 10 * 60 * 1000
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require_chromium()
-    with chromium() as browser:
-        yield browser
-
-
-@pytest.fixture(scope="module")
-def site(django_db_setup, django_db_blocker):
-    """daphne + live_quota for the whole module (each test's data is its own; the processes are shared)."""
-    with django_db_blocker.unblock(), daphne_server() as base, live_quota_process():
-        yield base
-
-
-@pytest.fixture
-def recorder(request):
-    return Recorder(request.node.name)
-
-
-@contextmanager
-def phone_page(browser, site: str, recorder, *, user=None, init_script: str | None = None) -> Iterator[object]:
-    """A phone-sized page in a browser context of its own, signed in as ``user`` if given; closed after."""
-    context = browser.new_context(viewport=PHONE, locale="id-ID")
-    try:
-        if init_script:
-            context.add_init_script(init_script)
-        if user is not None:
-            context.add_cookies([session_cookie(site, user)])
-        page = context.new_page()
-        recorder.watch("page", page)
-        yield page
-    finally:
-        context.close()
 
 
 def open_war_in(slot: Slot, seconds: float) -> int:

@@ -179,6 +179,8 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # WhiteNoise serves static files from the app server itself (no CDN, no separate file server needed);
 # with DEBUG it reads them straight from the source folders.
 WHITENOISE_USE_FINDERS = DEBUG
+# WhiteNoise 6 has no type for the web app manifest (static/manifest.webmanifest) and would send octet-stream.
+WHITENOISE_MIMETYPES = {".webmanifest": "application/manifest+json"}
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

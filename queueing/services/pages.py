@@ -14,8 +14,9 @@ from itertools import groupby
 
 import qrcode
 import qrcode.image.svg
+from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
@@ -49,7 +50,7 @@ class SlotCard:
 
 
 def upcoming_slots(location: Location | None = None) -> QuerySet[Slot]:
-    slots = Slot.objects.select_related("location").filter(location__active=True, date__gte=timezone.localdate())
+    slots = Slot.objects.visible().filter(date__gte=timezone.localdate())
     if location is not None:
         slots = slots.filter(location=location)
     return slots.order_by("date", "time_label", "location__name")
@@ -63,11 +64,25 @@ def cards_for(slots: Iterable[Slot]) -> tuple[list[SlotCard], int]:
     return [SlotCard(slot, states[slot.pk]) for slot in slots], now_ms
 
 
+# Open wars the home page lists under "Sedang dibuka" (the location cards list the rest).
+HOME_OPEN_WARS = 4
+
+
 @dataclass(frozen=True)
 class HomePage:
+    # Wars open right now with seats left, the longest-open first (they sell out soonest).
+    open_wars: list[SlotCard]
+    # The war that opens next: never one that is already open.
     next_war: SlotCard | None
     locations: list[tuple[Location, list[SlotCard]]]
     server_ms: int
+    # The buyer's holding tickets for today and later, soonest first (empty for visitors).
+    my_tickets: list[Ticket]
+
+    @property
+    def lead_war(self) -> SlotCard | None:
+        """Where ``/war/`` sends a newcomer: a war open now, else the next to open."""
+        return self.open_wars[0] if self.open_wars else self.next_war
 
 
 def _war_order(card: SlotCard) -> tuple:
@@ -75,19 +90,31 @@ def _war_order(card: SlotCard) -> tuple:
     return (card.state != live.OPEN, card.live.opens_ms)
 
 
-def home() -> HomePage:
+def upcoming_tickets(user: User | AnonymousUser) -> list[Ticket]:
+    if not user.is_authenticated:
+        return []
+    return list(
+        Ticket.objects.select_related("slot", "slot__location")
+        .filter(user=user, status__in=Ticket.HOLDING, war_day__gte=timezone.localdate())
+        .order_by("slot__date", "slot__time_label")
+    )
+
+
+def home(user: User | AnonymousUser | None = None) -> HomePage:
     cards, now_ms = cards_for(upcoming_slots())
-    active = [c for c in cards if c.state in (live.OPEN, live.UPCOMING)]
-    next_war = min(active, key=_war_order) if active else None
+    open_wars = sorted((c for c in cards if c.state == live.OPEN), key=lambda c: c.live.opens_ms)
+    upcoming = [c for c in cards if c.state == live.UPCOMING]
+    next_war = min(upcoming, key=lambda c: c.live.opens_ms) if upcoming else None
     locations = []
     by_location: dict[int, list[SlotCard]] = {}
     for card in cards:
         if not card.is_over:
             by_location.setdefault(card.slot.location_id, []).append(card)
-    for location in Location.objects.filter(active=True).order_by("name"):
+    for location in Location.objects.visible().order_by("name"):
         mine = sorted(by_location.get(location.pk, []), key=_war_order)[:HOME_SLOTS_PER_LOCATION]
         locations.append((location, sorted(mine, key=lambda c: (c.slot.date, c.slot.time_label))))
-    return HomePage(next_war, locations, now_ms)
+    tickets = upcoming_tickets(user) if user is not None else []
+    return HomePage(open_wars[:HOME_OPEN_WARS], next_war, locations, now_ms, tickets)
 
 
 @dataclass(frozen=True)
@@ -103,20 +130,54 @@ def location_page(location: Location) -> LocationPage:
     return LocationPage(location, days, now_ms)
 
 
+# At most this many other slots are offered on a war page that is sold out or closed.
+OTHER_SLOTS_SHOWN = 5
+# Candidates read for them (nearest first): a location can list many days ahead.
+OTHER_SLOTS_READ = 30
+
+
 @dataclass(frozen=True)
 class WarPage:
     card: SlotCard
+    # The buyer's holding ticket for this slot, if any.
     ticket: Ticket | None
+    # The buyer's holding ticket for another slot on the same war day, if any.
     other_ticket_today: Ticket | None
+    # That other ticket refuses this slot (one holding ticket per person per war day): the button is off.
+    blocked: bool
+    # Other slots at this location or on this day whose war is open with seats or still to come: where a
+    # buyer goes when this one is sold out or closed.
+    other_slots: list[SlotCard]
+
+    @property
+    def phase(self) -> str:
+        """The panel's state at render: upcoming, open, sold_out, closed, or one_per_day (blocked)."""
+        if self.blocked:
+            return "one_per_day"
+        if self.card.state == live.SOLD_OUT and self.card.is_over:
+            # Sold out and past its close: nothing comes back any more, so it reads as closed.
+            return live.CLOSED
+        return self.card.state
+
+
+def _other_slot_candidates(slot: Slot) -> list[Slot]:
+    nearby = Q(location_id=slot.location_id) | Q(date=slot.date)
+    return list(upcoming_slots().filter(nearby).exclude(pk=slot.pk)[:OTHER_SLOTS_READ])
 
 
 def war_page(slot: Slot, user: User | AnonymousUser) -> WarPage:
-    [card], _now = cards_for([slot])
+    cards, _now = cards_for([slot, *_other_slot_candidates(slot)])
+    card, others = cards[0], cards[1:]
+    alternatives = sorted(
+        (c for c in others if c.state in (live.OPEN, live.UPCOMING) and not c.is_over),
+        # Same boutique first (the buyer chose it), then open before upcoming, then soonest.
+        key=lambda c: (c.slot.location_id != slot.location_id, c.state != live.OPEN, c.live.opens_ms),
+    )[:OTHER_SLOTS_SHOWN]
     ticket = other = None
     if user.is_authenticated:
         holding = (
             Ticket.objects.select_related("slot", "slot__location")
-            .filter(user=user, status__in=Ticket.HOLDING, slot__date=slot.date)
+            .filter(user=user, status__in=Ticket.HOLDING, war_day=slot.date)
             .order_by("slot__time_label")
         )
         for held in holding:
@@ -124,7 +185,32 @@ def war_page(slot: Slot, user: User | AnonymousUser) -> WarPage:
                 ticket = held
             elif other is None:
                 other = held
-    return WarPage(card, ticket, other)
+    # Only a ticket issued under the one-per-day rule counts against the day, and only while the rule is on.
+    blocked = bool(ticket is None and other is not None and other.one_per_day and settings.WAR_ONE_PER_DAY)
+    return WarPage(card, ticket, other, blocked, alternatives)
+
+
+def war_hints() -> dict[str, str]:
+    """The sentence under the war button for each state the panel can be in (the page's script swaps them)."""
+    return {
+        live.UPCOMING: _("Tombol aktif tepat saat war dibuka. Satu klik sudah cukup."),
+        live.OPEN: _("War sedang dibuka. Satu klik sudah cukup; jangan klik berulang-ulang."),
+        live.SOLD_OUT: _(
+            "Semua nomor sudah diambil. Jika seseorang membatalkan tiketnya, nomornya muncul lagi di halaman "
+            "ini secara langsung dan tombol aktif kembali, tanpa perlu memuat ulang."
+        ),
+        live.CLOSED: _("War slot ini sudah ditutup. Tidak ada nomor lagi yang dibagikan."),
+    }
+
+
+def guest_hints() -> dict[str, str]:
+    """What a visitor without an account is told after "Belum punya akun? Daftar dulu —", per state."""
+    return {
+        live.UPCOMING: _("siapkan sebelum war dibuka."),
+        live.OPEN: _("hanya sekali, lalu Anda kembali ke halaman ini."),
+        live.SOLD_OUT: _("untuk war berikutnya."),
+        live.CLOSED: _("untuk war berikutnya."),
+    }
 
 
 def my_tickets(user: User) -> list[Ticket]:

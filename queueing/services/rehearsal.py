@@ -112,8 +112,12 @@ def prepare_buyers(count: int, *, warm: bool = True) -> list[Buyer]:
 
 def rehearsal_location() -> Location:
     location, _ = Location.objects.get_or_create(
-        slug=REHEARSAL_LOCATION, defaults={"name": REHEARSAL_LOCATION_NAME, "address": "—"}
+        slug=REHEARSAL_LOCATION, defaults={"name": REHEARSAL_LOCATION_NAME, "address": "—", "is_rehearsal": True}
     )
+    if not location.is_rehearsal:
+        # Made before the flag existed (or unticked in admin): its slots fall on real war days, so hide it.
+        Location.objects.filter(pk=location.pk).update(is_rehearsal=True)
+        location.is_rehearsal = True
     return location
 
 

@@ -120,6 +120,10 @@
           badge.className = "badge state-badge state-" + state;
           badge.textContent = labels[state] || state;
         }
+        // "War opens …" turns into "War opened …" at the opening (the tense follows the state).
+        node.querySelectorAll("[data-when]").forEach(function (when) {
+          when.hidden = (when.dataset.when === "upcoming") !== (state === "upcoming");
+        });
         var timer = node.querySelector("[data-timer]");
         if (timer) {
           timer.textContent = state === "upcoming" ? formatDuration(opens - now, labels.days) : "";

@@ -43,6 +43,9 @@
     failureLink: $("failure-link"),
     failureBack: $("failure-back"),
     failureCode: $("failure-code"),
+    hint: $("take-hint"),
+    guestHint: $("guest-hint-tail"),
+    otherSlots: $("other-slots"),
   };
 
   var live = {
@@ -58,6 +61,7 @@
   var failure = null; // {code, retryAt, link}
   var dev = { on: false, phase: null, opens: null };
   var shownOpens = cfg.state.opens_ms;
+  var lastPhase = el.war.dataset.phase;
 
   // --- Live state --------------------------------------------------------------------------------
 
@@ -69,6 +73,7 @@
     live.quota = msg.quota === null ? live.quota : msg.quota;
     live.opens = msg.opens_ms;
     live.closes = msg.closes_ms;
+    if (typeof scheduleOpening === "function") scheduleOpening();
     render();
     return true;
   }
@@ -149,6 +154,120 @@
     pollTimer = null;
   }
 
+  // --- Alerts (opt-in): a beep, a vibration and a notification at the opening and at the result ----
+  //
+  // A buyer waiting in another tab hears and feels the war open. Nothing is asked or played unless the
+  // buyer switches the toggle on; the browser asks for notification permission only then. The choice is
+  // remembered in localStorage. Browsers let a page play sound only after a user gesture: the toggle is
+  // one, and after a reload the first tap anywhere on the page unlocks the sound again.
+
+  var alerts = (function () {
+    var KEY = "wt.alerts";
+    var toggle = $("alerts-toggle");
+    var note = $("alerts-note");
+    var audio = null;
+
+    function stored() {
+      try { return localStorage.getItem(KEY) === "on"; } catch (e) { return false; }
+    }
+    var on = stored();
+
+    function unlockAudio() {
+      var Ctx = window.AudioContext || window.webkitAudioContext;
+      if (!Ctx) return null;
+      if (!audio) { try { audio = new Ctx(); } catch (e) { return null; } }
+      if (audio.state === "suspended" && audio.resume) audio.resume().catch(function () {});
+      return audio;
+    }
+
+    function beep() {
+      var ctx = unlockAudio();
+      if (!ctx) return;
+      // Three short 880 Hz beeps: no file to download, audible over a busy room.
+      [0, 0.22, 0.44].forEach(function (at) {
+        var osc = ctx.createOscillator();
+        var gain = ctx.createGain();
+        var t = ctx.currentTime + at;
+        osc.type = "sine";
+        osc.frequency.value = 880;
+        gain.gain.setValueAtTime(0.0001, t);
+        gain.gain.exponentialRampToValueAtTime(0.3, t + 0.02);
+        gain.gain.exponentialRampToValueAtTime(0.0001, t + 0.16);
+        osc.connect(gain).connect(ctx.destination);
+        osc.start(t);
+        osc.stop(t + 0.18);
+      });
+    }
+
+    function notify(title, body) {
+      if (!("Notification" in window) || Notification.permission !== "granted") return;
+      // Only when the buyer is looking elsewhere: on the page, the page itself says it.
+      if (document.visibilityState === "visible") return;
+      try {
+        var n = new Notification(title, { body: body, tag: "war-" + cfg.slot.id, icon: cfg.icon });
+        n.onclick = function () { window.focus(); n.close(); };
+      } catch (e) { /* some mobile browsers allow notifications only from a service worker */ }
+    }
+
+    function showNote() {
+      if (!note) return;
+      var blocked = on && "Notification" in window && Notification.permission === "denied";
+      note.hidden = !blocked;
+    }
+
+    function set(value) {
+      on = value;
+      try { localStorage.setItem(KEY, on ? "on" : "off"); } catch (e) {}
+      if (toggle) toggle.checked = on;
+      if (!on && $("alerts-tap")) $("alerts-tap").hidden = true;
+      if (on) {
+        unlockAudio();
+        beep(); // what it will sound like
+        if ("Notification" in window && Notification.permission === "default") {
+          var asked = Notification.requestPermission(showNote);
+          if (asked && asked.then) asked.then(showNote);
+        }
+      }
+      showNote();
+    }
+
+    if (toggle) {
+      toggle.closest("[data-alerts]").hidden = false;
+      toggle.checked = on;
+      toggle.addEventListener("change", function () { set(toggle.checked); });
+    }
+    showNote();
+    // After a reload the browser blocks sound and vibration until the buyer touches the page: say so.
+    var tap = $("alerts-tap");
+    var activation = navigator.userActivation;
+    if (tap && on && activation && !activation.hasBeenActive) tap.hidden = false;
+    ["pointerdown", "keydown"].forEach(function (type) {
+      document.addEventListener(type, function () {
+        if (tap) tap.hidden = true;
+        if (on) unlockAudio();
+      }, { once: true, capture: true });
+    });
+
+    return {
+      fire: function (title, body) {
+        if (!on) return;
+        beep();
+        if (navigator.vibrate) { try { navigator.vibrate([200, 100, 200]); } catch (e) {} }
+        notify(title, body);
+      },
+    };
+  })();
+
+  // The opening is also timed on its own: a background tab renders about once a second at best.
+  var openingTimer = null;
+  function scheduleOpening() {
+    var now = clock.now();
+    if (openingTimer !== null) clearTimeout(openingTimer);
+    openingTimer = null;
+    if (now === null || live.opens <= now) return;
+    openingTimer = setTimeout(render, Math.min(live.opens - now + 5, 2147483647));
+  }
+
   // --- Rendering ---------------------------------------------------------------------------------
 
   function phaseNow(now) {
@@ -164,6 +283,10 @@
   function render() {
     var now = clock.now();
     var phase = phaseNow(now);
+    if (lastPhase === "upcoming" && phase === "open" && !cfg.blocked && view === "live") {
+      alerts.fire(S.alert_open_title, S.alert_open_body);
+    }
+    lastPhase = phase;
     el.war.dataset.phase = phase;
     el.war.dataset.view = view;
 
@@ -183,9 +306,21 @@
     show(el.panelSuccess, view === "success");
     show(el.panelFailure, view === "failure");
 
+    // What the panel says follows the state: holding another ticket that day outranks everything, and
+    // a sold-out war past its close is simply closed (no cancelled seat comes back any more).
+    var panel = cfg.blocked ? "one_per_day" : phase;
+    if (panel === "sold_out" && now !== null && now >= live.closes && !(dev.on && dev.phase)) panel = "closed";
+    el.war.dataset.panel = panel;
+
     var opens = dev.on && dev.opens ? dev.opens : live.opens;
     show(el.countdownBox, phase === "upcoming");
-    show(el.openMessage, phase === "open" && view === "live");
+    show(el.openMessage, panel === "open" && view === "live");
+    show(el.otherSlots, panel === "sold_out" || panel === "closed");
+    if (el.hint && !cfg.blocked && el.hint.dataset.hint !== panel && cfg.hints[panel]) {
+      el.hint.dataset.hint = panel;
+      el.hint.textContent = cfg.hints[panel];
+    }
+    if (el.guestHint && cfg.guest_hints[panel]) el.guestHint.textContent = cfg.guest_hints[panel];
     if (phase === "upcoming") {
       el.countdown.textContent = now === null ? "--:--" : W.formatDuration(opens - now, S.days);
       if (opens !== shownOpens) {
@@ -198,11 +333,12 @@
     if (el.take) {
       var loading = view === "loading";
       var waiting = retryAt > performance.now();
-      el.take.disabled = loading || inFlight || waiting || phase !== "open";
+      el.take.disabled = loading || inFlight || waiting || panel !== "open";
       show(el.takeSpinner, loading);
       if (loading) el.takeLabel.textContent = S.taking;
-      else if (phase === "sold_out") el.takeLabel.textContent = S.sold_out;
-      else if (phase === "closed") el.takeLabel.textContent = S.closed;
+      else if (panel === "one_per_day") el.takeLabel.textContent = S.blocked;
+      else if (panel === "sold_out") el.takeLabel.textContent = S.sold_out;
+      else if (panel === "closed") el.takeLabel.textContent = S.closed;
       else if (waiting) el.takeLabel.textContent = S.retry_in.replace("%(n)s", Math.ceil((retryAt - performance.now()) / 1000));
       else el.takeLabel.textContent = S.take;
     }
@@ -237,6 +373,7 @@
       .then(function (response) {
         return response.json().catch(function () { return {}; }).then(function (body) {
           if (response.status === 201 || response.status === 200) {
+            alerts.fire(S.alert_success_title.replace("%(n)s", body.ticket.queue_number), S.alert_success_body);
             if (typeof body.remaining === "number" && (live.remaining === null || body.remaining < live.remaining)) {
               // Fresher than the last push; the next versioned message confirms or corrects it.
               live.remaining = body.remaining;
@@ -244,6 +381,8 @@
             succeed(body.ticket, response.status === 200);
           } else {
             var retry = Number(response.headers.get("Retry-After")) || null;
+            var code = body.code || (response.status >= 500 ? "unavailable" : "invalid");
+            alerts.fire(S.alert_failure_title, (cfg.guide[code] || cfg.guide.unavailable).message);
             fail(body.code || (response.status >= 500 ? "unavailable" : "invalid"), body, retry);
           }
         });
@@ -322,6 +461,17 @@
   // --- Dev Controls (DEBUG only): show each state without calling the backend --------------------
 
   var devBar = $("dev-controls");
+  var devToggle = $("dev-toggle");
+  if (devToggle) {
+    // Collapsible, remembered per browser: expanded it covers ~100 px of a phone's screen.
+    devToggle.addEventListener("click", function () {
+      var collapsed = !devBar.classList.contains("collapsed");
+      devBar.classList.toggle("collapsed", collapsed);
+      document.body.classList.toggle("dev-controls-collapsed", collapsed);
+      devToggle.setAttribute("aria-expanded", collapsed ? "false" : "true");
+      try { localStorage.setItem("wt.devControls", collapsed ? "collapsed" : "expanded"); } catch (e) {}
+    });
+  }
   if (devBar) {
     devBar.addEventListener("click", function (event) {
       var button = event.target.closest("[data-dev]");
@@ -356,6 +506,7 @@
   // --- Start -------------------------------------------------------------------------------------
 
   clock.onChange(render);
+  clock.onChange(scheduleOpening);
   setLive(false);
   el.liveStatus.textContent = S.connecting;
   connect();
