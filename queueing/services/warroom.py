@@ -11,6 +11,7 @@ watches, nothing runs.
 from __future__ import annotations
 
 import datetime
+import json
 import threading
 import time
 from collections import Counter, deque
@@ -20,7 +21,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from queueing.models import Slot, Ticket
-from queueing.services import live
+from queueing.services import live, reconcile
 from queueing.services.store import datetime_to_ms, ms_to_datetime, slot_keys
 from wartiket.outages import REDIS_OUTAGES
 from wartiket.redis_client import get_redis
@@ -117,7 +118,8 @@ class Sampler:
             pipe.hmget(keys.slot, "quota", "sold", "opens", "closes")
             pipe.hgetall(keys.stats)
         pipe.hgetall(ERRORS_KEY)
-        (seconds, micros), *rows, errors = pipe.execute()
+        pipe.get(reconcile.LAST_CHECK_KEY)
+        (seconds, micros), *rows, errors, last_check = pipe.execute()
         now_ms = seconds * 1000 + micros // 1000
         tickets = dict(
             Ticket.objects.filter(slot__in=[s.pk for s in slots], status__in=Ticket.HOLDING)
@@ -168,6 +170,7 @@ class Sampler:
                 "rates": error_rates,
                 "rate": None if before is None else round(sum(error_rates.values()), 1),
             },
+            "consistency": consistency(last_check, now_ms),
         }
 
     def _reading_before(self, at_ms: int) -> _Reading | None:
@@ -177,6 +180,18 @@ class Sampler:
             if reading.at_ms <= at_ms:
                 chosen = reading
         return chosen or (self.history[0] if self.history else None)
+
+
+def consistency(raw: str | None, now_ms: int) -> dict:
+    """The latest reconcile check (Celery beat, every WAR_RECONCILE_INTERVAL s) as the war room shows it."""
+    if not raw:
+        return {"checked_ago_s": None, "slots": 0, "drift": []}
+    check = json.loads(raw)
+    return {
+        "checked_ago_s": round((now_ms - check["at_ms"]) / 1000),
+        "slots": check["checked"],
+        "drift": check["drift"],
+    }
 
 
 def _rates(now: dict[str, int], then: dict[str, int] | None, before: _Reading | None, now_ms: int) -> dict:

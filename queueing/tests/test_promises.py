@@ -350,3 +350,29 @@ def test_an_edit_that_bypasses_the_service_reaches_redis_at_the_next_heal_sweep(
     status, body = war(token_client(make_user()), slot)
     assert (status, body["code"]) == (403, "too_early")
     assert heal.finish_pending_edits() == []
+
+
+# --- The periodic check is visible -------------------------------------------------------------------
+
+
+def test_the_beat_check_records_drift_logs_it_at_error_and_the_war_room_shows_it(caplog, settings):
+    from queueing import tasks
+    from queueing.services import warroom
+
+    settings.WAR_RECONCILE_REPAIR = False  # the read-only check
+    slot = make_slot(quota_size=5, opens_in=-30)
+    assert war(token_client(make_user()), slot)[0] == 201
+    tasks.reconcile_task()
+    assert warroom.Sampler([slot.pk]).sample()["consistency"]["drift"] == []
+
+    get_redis().hset(slot_keys(slot.pk, slot.war_day).slot, "quota", 9)  # Redis now disagrees
+    with caplog.at_level("ERROR", logger="queueing.services.reconcile"):
+        tasks.reconcile_task()
+    assert any("quota differs" in record.getMessage() for record in caplog.records)
+    shown = warroom.Sampler([slot.pk]).sample()["consistency"]
+    assert [d["slot"] for d in shown["drift"]] == [slot.pk] and shown["slots"] >= 1
+    assert get_redis().hget(slot_keys(slot.pk, slot.war_day).slot, "quota") == "9"  # the check wrote nothing
+
+    settings.WAR_RECONCILE_REPAIR = True  # the default: safe repairs too
+    tasks.reconcile_task()
+    assert get_redis().hget(slot_keys(slot.pk, slot.war_day).slot, "quota") == "5"

@@ -185,9 +185,32 @@
     lastReceived = performance.now();
     renderRows(figures);
     renderErrors(figures.errors);
+    renderConsistency(figures.consistency);
     $("wr-server-time").textContent = new Date(figures.server_ms).toLocaleTimeString("id-ID", { timeZone: "Asia/Jakarta", hour12: false });
     record(figures);
     drawChart();
+  }
+
+  // The latest reconcile check: drift between PostgreSQL and Redis is what an operator must see first.
+  function renderConsistency(check) {
+    var el = $("wr-consistency");
+    if (!check || check.checked_ago_s === null) {
+      el.textContent = config.never_checked;
+      el.dataset.ok = "";
+      return;
+    }
+    var when = " (" + check.slots + " slot, " + check.checked_ago_s + " " + config.ago + ")";
+    if (check.drift.length === 0) {
+      el.textContent = config.consistent + when;
+      el.dataset.ok = "1";
+      el.className = "text-success";
+    } else {
+      el.textContent = config.drift + when + ": " + check.drift.map(function (d) {
+        return "slot " + d.slot + ": " + d.lines.join("; ");
+      }).join(" · ");
+      el.dataset.ok = "0";
+      el.className = "text-danger fw-bold";
+    }
   }
 
   function setStatus(text, live) {
