@@ -22,6 +22,7 @@ PROBE = """
 import json, sys
 import django
 django.setup()
+import wartiket.urls
 import wartiket.wsgi  # what gunicorn (--preload) imports: settings, apps, middleware and the URLconf
 from django.db import connections
 booted = {
