@@ -7,7 +7,11 @@ Two ways in, same handlers: ``run_polling`` (``manage.py runbot``) and ``feed_we
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import signal
+import time
 from collections.abc import Awaitable, Callable
 from functools import cache
 from typing import Any
@@ -180,15 +184,21 @@ def _commands(language: str) -> list[BotCommand]:
         ]
 
 
+# The longest pause between two attempts to reach the Bot API before polling starts (aiogram's own
+# polling loop backs off up to 5 s too, once it runs).
+CONNECT_RETRY_CAP_SECONDS = 5.0
+
+
 async def _prepare_polling(bot: Bot) -> None:
+    """Checks no webhook is set, sets the command menu, and learns who we are (``start_polling`` needs it).
+
+    Raises RuntimeError when polling can never work (token rejected, a webhook set), and aiogram's
+    TelegramNetworkError / TelegramServerError when the Bot API can't be reached right now.
+    """
     try:
         info = await bot.get_webhook_info()
     except TelegramUnauthorizedError:
         raise RuntimeError("Telegram rejected TELEGRAM_BOT_TOKEN (401 Unauthorized).") from None
-    except (TelegramNetworkError, TelegramServerError) as exc:
-        # Not reachable yet (no network, Telegram down): polling retries with backoff by itself.
-        log.warning("telegram: can't reach the Bot API yet (%s); polling will keep trying", exc)
-        return
     if info.url:
         raise RuntimeError(
             f"a webhook is set ({info.url}): Telegram refuses polling while it is. "
@@ -197,18 +207,65 @@ async def _prepare_polling(bot: Bot) -> None:
     try:
         await bot.set_my_commands(_commands("id"))
         await bot.set_my_commands(_commands("en"), language_code="en")
+    except (TelegramNetworkError, TelegramServerError):
+        raise
     except TelegramAPIError as exc:
         log.warning("telegram: could not set the command menu: %s", exc)
+    await bot.me()
+
+
+async def _until_prepared(bot: Bot, stop: asyncio.Event) -> bool:
+    """``_prepare_polling`` until the Bot API answers (False: told to stop first).
+
+    An unreachable Bot API (no network yet, Telegram down, a proxy restarting) is waited out, not a
+    reason to exit: one log line when it starts failing, one when it answers, attempts at growing
+    intervals of up to ``CONNECT_RETRY_CAP_SECONDS``.
+    """
+    failures = 0
+    started = time.monotonic()
+    while not stop.is_set():
+        try:
+            await _prepare_polling(bot)
+        except (TelegramNetworkError, TelegramServerError) as exc:
+            failures += 1
+            if failures == 1:
+                log.warning(
+                    "telegram: can't reach the Bot API (%s); retrying at growing intervals of up to %.0f s",
+                    exc,
+                    CONNECT_RETRY_CAP_SECONDS,
+                )
+        else:
+            if failures:
+                log.warning(
+                    "telegram: reached the Bot API after %d failed attempt(s) in %.0f s",
+                    failures,
+                    time.monotonic() - started,
+                )
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=min(2.0 ** (failures - 1), CONNECT_RETRY_CAP_SECONDS))
+    return False
 
 
 async def run_polling(*, polling_timeout: int = 10) -> int:
     """Long-poll until SIGINT/SIGTERM; returns how many updates were handled."""
     bot = telegram.make_bot()
     dispatcher = build_dispatcher()
+    # Until aiogram's polling installs its own handlers, a signal ends the wait for the Bot API.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
     try:
-        await _prepare_polling(bot)
+        prepared = await _until_prepared(bot, stop)
     except BaseException:
         await bot.session.close()
         raise
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    if not prepared:
+        await bot.session.close()
+        return 0
     await dispatcher.start_polling(bot, polling_timeout=polling_timeout, handle_signals=True, close_bot_session=True)
     return dispatcher["once"].handled

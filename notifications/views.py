@@ -9,7 +9,6 @@ import re
 
 import qrcode
 import qrcode.image.svg
-from aiogram.types import Update
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -22,9 +21,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
-from pydantic import ValidationError
 
-from notifications import bot
 from notifications.services import linking, telegram
 
 log = logging.getLogger(__name__)
@@ -99,6 +96,13 @@ async def webhook(request):
         return _webhook_error("bad_secret")
     if not telegram.enabled():
         return _webhook_error("telegram_disabled")
+    # aiogram (and the bot's handlers) only when an update arrives: importing it takes ~2 s, which every
+    # web process would otherwise pay at boot through the URLconf, for a view most deployments never use.
+    from aiogram.types import Update
+    from pydantic import ValidationError
+
+    from notifications import bot
+
     try:
         data = json.loads(request.body)
         Update.model_validate(data)

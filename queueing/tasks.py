@@ -11,7 +11,8 @@ from queueing.services import heal, reconcile
 @shared_task(name="queueing.heal", ignore_result=True)
 def heal_task() -> None:
     """Rebuild Redis from PostgreSQL if it restarted empty or stale; finish stuck staff edits."""
-    heal.check_and_heal(sweep=True)
+    heal.periodic()
+    heal.periodic_sweep()
 
 
 @shared_task(name="queueing.reconcile", ignore_result=True)

@@ -26,6 +26,7 @@ import pytest
 from django.conf import settings
 from psycopg import sql
 
+from wartiket import instance
 from wartiket.env import database_from_url
 
 REPO = Path(__file__).resolve().parent.parent
@@ -263,3 +264,154 @@ def test_env_example_lists_every_variable_the_settings_read():
     listed = set(re.findall(r"^# ([A-Z][A-Z0-9_]*)=", (REPO / ".env.example").read_text(), flags=re.MULTILINE))
     assert read, "found no env() calls in settings.py"
     assert read <= listed, f"missing from .env.example: {sorted(read - listed)}"
+
+
+def read_env_file(data_dir: Path) -> dict[str, str]:
+    path = data_dir / "env"
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and line[0] != "#")
+
+
+def test_make_run_ends_on_its_banner_tells_other_terminals_where_it_is_and_restarts_what_dies(
+    tmp_path, scratch_database_url
+):
+    data_dir = tmp_path / "data"
+    env = runner_env(
+        HOST="127.0.0.1",
+        PORT=str(free_port()),
+        WAR_DATA_DIR=str(data_dir),
+        DATABASE_URL=scratch_database_url,
+        REDIS_URL=settings.REDIS_URL,  # the suite's own Redis database: flushed before every test anyway
+    )
+    runner = Runner(tmp_path, env)
+    started: list[psutil.Process] = []
+    try:
+        runner.wait_until_serving()
+        assert wait_for(lambda: "Next:" in runner.output(), 60), runner.output()
+        time.sleep(2)
+        output = runner.output()
+        banner = output[output.rindex("War Tiket Engine is up at") :]
+        # The banner is the last thing printed: the logins and the demo war's link are not scrolled away.
+        assert "pembeli@example.com / antre-dulu-2026" in banner
+        assert re.search(rf"http://127\.0\.0\.1:{runner.port}/war/\d+/", banner)
+        assert banner.rstrip().endswith("-" * 72)
+        # The other processes' start-up chatter is in their logs, not on the terminal.
+        assert "updated" not in output and "celery@" not in output, output
+        assert "celery@" in (data_dir / "logs" / "worker.log").read_text()
+        assert "updated" in (data_dir / "logs" / "quota.log").read_text()
+
+        # A second terminal with none of the runner's variables finds its servers through $WAR_DATA_DIR/env.
+        published = read_env_file(data_dir)
+        assert published["DATABASE_URL"] == scratch_database_url
+        assert published["PORT"] == str(runner.port)
+        second = subprocess.run(
+            [sys.executable, "manage.py", "war_status"],
+            cwd=REPO,
+            env=runner_env(WAR_DATA_DIR=str(data_dir)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 0, second.stderr
+        assert "Graha Dipta" in second.stdout
+
+        # An optional process that dies is restarted; the site keeps serving meanwhile.
+        started = runner.descendants()
+        [live] = [p for p in started if "live_quota" in " ".join(p.cmdline())]
+        live.kill()
+        assert wait_for(lambda: "live was killed by SIGKILL; restarting in 5 s" in runner.output(), 20)
+        assert http_status(runner.port) == 200
+        assert runner.proc.poll() is None
+
+        def restarted() -> bool:
+            return any("live_quota" in " ".join(p.cmdline()) and p.pid != live.pid for p in runner.descendants())
+
+        assert wait_for(restarted, 20), runner.output()
+        started = runner.descendants()
+
+        assert runner.stop(signal.SIGTERM) == 0, runner.output()
+        assert wait_for(lambda: all_gone(started), 10), runner.output()
+        # Removed with the runner: a stale file would send the next command to a dead port.
+        assert not (data_dir / "env").exists()
+    finally:
+        runner.kill_leftovers(started)
+
+
+def test_stopping_does_not_need_a_readable_stdout(tmp_path):
+    # `make run | tee log` and Ctrl-C: tee dies first and every later write fails with EPIPE. The runner
+    # used to die of it mid-shutdown, leaving PostgreSQL running.
+    data_dir = tmp_path / "data"
+    env = runner_env(HOST="127.0.0.1", PORT=str(free_port()), WAR_DATA_DIR=str(data_dir), WAR_SKIP_SEED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wartiket.devrun", "run"],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    runner_log = data_dir / "logs" / "devrun.log"
+    processes: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + STARTUP_DEADLINE
+        for raw in proc.stdout:
+            if b"War Tiket Engine is up" in raw or time.monotonic() > deadline:
+                break
+        assert proc.poll() is None, runner_log.read_text()
+        postmaster = psutil.Process(int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0]))
+        processes = [*psutil.Process(proc.pid).children(recursive=True), postmaster, *postmaster.children()]
+
+        proc.stdout.close()  # the reader is gone
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=90) == 0, runner_log.read_text()
+
+        assert wait_for(lambda: all_gone(processes), 10), [p for p in processes if is_alive(p)]
+        assert "everything stopped (exit code 0)" in runner_log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(60)
+        for process in processes:
+            if is_alive(process):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.send_signal(signal.SIGQUIT)
+
+
+def test_manage_py_says_in_one_line_which_server_it_cannot_reach(tmp_path):
+    closed = free_port()
+    for variable, url, server in (
+        ("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{closed}/wartiket", "PostgreSQL"),
+        ("REDIS_URL", f"redis://127.0.0.1:{closed}/0", "Redis"),
+    ):
+        env = runner_env(WAR_DATA_DIR=str(tmp_path), DATABASE_URL=settings.DATABASE_URL, REDIS_URL=settings.REDIS_URL)
+        env[variable] = url
+        result = subprocess.run(
+            [sys.executable, "manage.py", "war_status"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 1
+        assert "Traceback" not in result.stderr, result.stderr
+        [line] = result.stderr.strip().splitlines()
+        assert line.startswith(f"manage.py war_status: cannot reach {server} at 127.0.0.1:{closed}"), line
+        assert line.endswith(f"start `make run` (in this folder), or set {variable}"), line
+
+
+def test_the_instance_file_never_overrides_the_environment_and_is_ignored_once_its_runner_is_gone(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with instance.published(
+        tmp_path, {"DATABASE_URL": "postgresql://postgres@/x?host=/s", "REDIS_URL": "redis://h:1/0"}
+    ):
+        environ = {"WAR_DATA_DIR": str(tmp_path)}
+        assert instance.load(environ) == tmp_path / "env"
+        assert environ["DATABASE_URL"] == "postgresql://postgres@/x?host=/s"
+
+        mine = {"WAR_DATA_DIR": str(tmp_path), "REDIS_URL": "redis://mine:6379/0"}
+        assert instance.load(mine) is None  # any server named: the file is not mixed in
+        assert "DATABASE_URL" not in mine
+
+        text = (tmp_path / "env").read_text()
+        (tmp_path / "env").write_text(re.sub(r"DEVRUN_PID=\d+", f"DEVRUN_PID={dead.stdout.strip()}", text))
+        stale = {"WAR_DATA_DIR": str(tmp_path)}
+        assert instance.load(stale) is None
+        assert "DATABASE_URL" not in stale
+    assert not (tmp_path / "env").exists()

@@ -17,6 +17,7 @@ import ctypes
 import fcntl
 import http.client
 import os
+import re
 import selectors
 import shutil
 import signal
@@ -28,10 +29,14 @@ import time
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 from urllib.parse import quote
+
+from wartiket import instance
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -48,13 +53,24 @@ def setup_steps(skip_seed: bool) -> list[tuple[str, list[str]]]:
     return steps
 
 
-def app_processes(host: str, port: int, data_dir: Path) -> list[tuple[str, list[str]]]:
-    """The long-running processes of ``run``, one line each. The first one serves HTTP on host:port."""
+@dataclass(frozen=True)
+class AppProcess:
+    name: str
+    argv: list[str]
+    # Essential: without it there is no site, so its exit stops everything. The others are restarted with
+    # backoff while the site keeps serving (pages poll without live_quota, Telegram waits for the worker).
+    essential: bool = False
+    # A line it prints once it works: the "ready" banner waits for every one of them (at most READY_WAIT).
+    ready: str | None = None
+
+
+def app_processes(host: str, port: int, data_dir: Path) -> list[AppProcess]:
+    """The long-running processes of ``run``, one entry each. The first one serves HTTP on host:port."""
     schedule = str(data_dir / "celerybeat-schedule")
     processes = [
         # Under ASGI every request may run on another thread, each keeping its own persistent PostgreSQL
         # connection: a busy war exhausted max_connections. daphne closes them after each request instead.
-        (
+        AppProcess(
             "web",
             [
                 "env",
@@ -68,14 +84,23 @@ def app_processes(host: str, port: int, data_dir: Path) -> list[tuple[str, list[
                 str(port),
                 "wartiket.asgi:application",
             ],
+            essential=True,
         ),
-        ("live", [PYTHON, "manage.py", "live_quota"]),
-        ("worker", [PYTHON, "-m", "celery", "-A", "wartiket", "worker", "-l", "info", "--concurrency", "2"]),
-        ("beat", [PYTHON, "-m", "celery", "-A", "wartiket", "beat", "-l", "info", "--schedule", schedule]),
+        AppProcess("live", [PYTHON, "manage.py", "live_quota"], ready="live_quota: pushing"),
+        AppProcess(
+            "worker",
+            [PYTHON, "-m", "celery", "-A", "wartiket", "worker", "-l", "info", "--concurrency", "2"],
+            ready=" ready.",
+        ),
+        AppProcess(
+            "beat",
+            [PYTHON, "-m", "celery", "-A", "wartiket", "beat", "-l", "info", "--schedule", schedule],
+            ready="beat: Starting",
+        ),
     ]
     # The bot polls only when there is a bot; a webhook deployment runs no runbot at all.
     if os.environ.get("TELEGRAM_BOT_TOKEN") or os.environ.get("TELEGRAM_BOT_TOKEN_FILE"):
-        processes.append(("bot", [PYTHON, "manage.py", "runbot"]))
+        processes.append(AppProcess("bot", [PYTHON, "manage.py", "runbot"], ready="Polling "))
     return processes
 
 
@@ -87,8 +112,45 @@ class Stopped(Exception):
     """Told to stop (Ctrl-C, SIGTERM) before startup finished: a clean exit, not an error."""
 
 
+class Output:
+    """Where the runner's lines go: the terminal, and (during ``run``) ``.data/logs/devrun.log``.
+
+    The terminal may go away under us: ``make run | tee log`` and a Ctrl-C kills tee first, a closed
+    terminal. Writing to it then fails (EPIPE; SIGPIPE is ignored) and used to raise out of the shutdown,
+    leaving PostgreSQL running. From the first failed write on, lines go to the log file only.
+    """
+
+    terminal_ok: bool = True
+    log: IO[str] | None = None
+
+    @classmethod
+    def line(cls, text: str, *, terminal: bool = True, log: bool = True) -> None:
+        if log and cls.log is not None:
+            with contextlib.suppress(OSError, ValueError):
+                cls.log.write(f"{time.strftime('%H:%M:%S')} {text}\n")
+                cls.log.flush()
+        if terminal and cls.terminal_ok:
+            try:
+                sys.stdout.write(text + "\n")
+                sys.stdout.flush()
+            except (OSError, ValueError):
+                cls.terminal_gone()
+
+    @classmethod
+    def terminal_gone(cls) -> None:
+        cls.terminal_ok = False
+        # Point fds 1 and 2 at /dev/null: later writes (the interpreter's final flush, a stray print, a
+        # traceback) then succeed instead of raising BrokenPipeError in the middle of stopping.
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(OSError, ValueError):
+                    os.dup2(devnull, stream.fileno())
+            os.close(devnull)
+
+
 def say(message: str) -> None:
-    print(f"{'devrun':>7} | {message}", flush=True)
+    Output.line(f"{'devrun':>7} | {message}")
 
 
 def _configured(env: dict[str, str], name: str) -> bool:
@@ -142,11 +204,42 @@ def _port_is_free(host: str, port: int) -> bool:
 # --- Child processes ------------------------------------------------------------------------------
 
 
+# A line worth the terminal when the children's output goes to log files: a log record at WARNING or
+# above (Python logging, Celery's "[… WARNING/MainProcess]"), a Python warning, or a traceback.
+NOTEWORTHY = re.compile(
+    r"\b(WARNING|ERROR|CRITICAL|FATAL)\b|Traceback \(most recent call last\)|\w+(Error|Exception|Warning): "
+)
+
+
+class LineFilter:
+    """Which of a child's lines reach the terminal: noteworthy ones, and every line of a traceback."""
+
+    def __init__(self) -> None:
+        self.in_traceback = False
+
+    def shows(self, text: str) -> bool:
+        if text.startswith("Traceback (most recent call last)"):
+            self.in_traceback = True
+            return True
+        if self.in_traceback:
+            continuing = not text or text[0].isspace() or text.startswith(("During handling", "The above exception"))
+            # The first unindented line after the frames is the exception itself: shown, and the end.
+            self.in_traceback = continuing
+            return True
+        return bool(NOTEWORTHY.search(text))
+
+
 @dataclass
 class Child:
     name: str
     proc: subprocess.Popen
     buffer: bytes = b""
+    log: IO[bytes] | None = None
+    started: float = field(default_factory=time.monotonic)
+    # The last lines it printed, shown when a setup step fails or a process exits (its log has them all).
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=20))
+    filter: LineFilter = field(default_factory=LineFilter)
+    said: list[str] = field(default_factory=list)  # lines matching a watched marker (see Supervisor.watch)
 
 
 @dataclass
@@ -155,26 +248,39 @@ class Supervisor:
 
     Own process groups: a Ctrl-C in the terminal reaches only the runner, which then stops things in
     order (app first, then Redis, then PostgreSQL) instead of everything dying at once mid-request.
+
+    With ``log_dir`` (``run``), each child's whole output goes to ``log_dir/<name>.log`` and only its
+    warnings, errors and tracebacks reach the terminal (everything with ``verbose``); without (``test``,
+    the benchmark), everything reaches the terminal.
     """
 
     env: dict[str, str]
     children: list[Child] = field(default_factory=list)
     stop_signal: int | None = None
+    log_dir: Path | None = None
+    verbose: bool = False
+    watch: tuple[str, ...] = ()
     _selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
 
     def install_signal_handlers(self) -> None:
         def note(signum: int, _frame: object) -> None:
             if self.stop_signal is None:
                 self.stop_signal = signum
-                print(file=sys.stderr)
+                Output.line("", log=False)  # past the terminal's "^C"
                 say(f"{signal.Signals(signum).name}: stopping...")
 
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, note)
+        # Already Python's default; said here because everything above relies on it: a closed stdout is an
+        # error we handle (Output), never a signal that kills the runner mid-shutdown.
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
     @property
     def stopping(self) -> bool:
         return self.stop_signal is not None
+
+    def log_path(self, name: str) -> Path | None:
+        return None if self.log_dir is None else self.log_dir / f"{name}.log"
 
     def spawn(self, name: str, argv: list[str]) -> Child:
         proc = subprocess.Popen(
@@ -187,14 +293,21 @@ class Supervisor:
             start_new_session=True,
             preexec_fn=_parent_death_signal(),
         )
-        child = Child(name, proc)
+        log_path = self.log_path(name)
+        log = None
+        if log_path is not None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log = open(log_path, "ab")  # closed in _forget, when the child is gone
+            log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} started (pid {proc.pid}): {' '.join(argv)}\n".encode())
+            log.flush()
+        child = Child(name, proc, log=log)
         os.set_blocking(proc.stdout.fileno(), False)
         self._selector.register(proc.stdout, selectors.EVENT_READ, child)
         self.children.append(child)
         return child
 
     def pump(self, timeout: float) -> None:
-        """Copy whatever the children printed to our stdout, line by line; wait at most ``timeout``."""
+        """Copy whatever the children printed to their logs and our stdout; wait at most ``timeout``."""
         if not self._selector.get_map():
             time.sleep(timeout)
             return
@@ -208,19 +321,29 @@ class Supervisor:
                 self._selector.unregister(key.fileobj)
                 chunk = b"\n" if child.buffer else b""
             *lines, child.buffer = (child.buffer + chunk).split(b"\n")
+            if child.log is not None and lines:
+                with contextlib.suppress(OSError):
+                    child.log.write(b"".join(line + b"\n" for line in lines))
+                    child.log.flush()
             for line in lines:
-                text = line.decode(errors="replace").rstrip("\r")
-                print(f"{child.name:>7} | {text}", flush=True)
+                self._show(child, line.decode(errors="replace").rstrip("\r"))
 
-    def run_step(self, name: str, argv: list[str]) -> int:
-        """Run a one-shot command to completion (or until we are told to stop)."""
+    def _show(self, child: Child, text: str) -> None:
+        child.tail.append(text)
+        if any(marker in text for marker in self.watch):
+            child.said.append(text)
+        if child.log is None or self.verbose or child.filter.shows(text):
+            Output.line(f"{child.name:>7} | {text}", log=False)
+
+    def run_step(self, name: str, argv: list[str]) -> Child:
+        """Run a one-shot command to completion (or until we are told to stop: then it is still running and
+        ``stop()`` ends it with the rest)."""
         child = self.spawn(name, argv)
         while child.proc.poll() is None and not self.stopping:
             self.pump(0.2)
-        if child.proc.poll() is None:
-            return -1  # still running: stop() ends it with the rest
-        self._forget(child)
-        return child.proc.returncode
+        if child.proc.poll() is not None:
+            self._forget(child)
+        return child
 
     def _forget(self, child: Child) -> None:
         """After the child exited: print what it still had to say, then release its pipe."""
@@ -230,7 +353,12 @@ class Supervisor:
         if self._is_registered(child):
             self._selector.unregister(child.proc.stdout)
         child.proc.stdout.close()
-        self.children.remove(child)
+        if child.log is not None:
+            with contextlib.suppress(OSError):
+                child.log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} exited ({child.proc.returncode})\n".encode())
+                child.log.close()
+        if child in self.children:
+            self.children.remove(child)
 
     def _is_registered(self, child: Child) -> bool:
         return any(key.data is child for key in self._selector.get_map().values())
@@ -470,7 +598,7 @@ def _wait_gone(is_running: Callable[[], bool], timeout: float) -> None:
 
 def _http_answers(host: str, port: int) -> bool:
     try:
-        with urllib.request.urlopen(f"http://{_url_host(host)}:{port}/api/time", timeout=2):
+        with urllib.request.urlopen(f"http://{url_host(host)}:{port}/api/time", timeout=2):
             return True
     except urllib.error.HTTPError:
         return True  # any HTTP status means the server is up
@@ -478,7 +606,7 @@ def _http_answers(host: str, port: int) -> bool:
         return False
 
 
-def _url_host(host: str) -> str:
+def url_host(host: str) -> str:
     """The address to reach a server bound to ``host`` (wildcards mean this machine)."""
     host = host.strip("[]")
     if host in {"", "0.0.0.0"}:  # noqa: S104 (a comparison, not a bind)
@@ -509,7 +637,7 @@ def data_dir_lock(data_dir: Path) -> Iterator[None]:
 
 
 def data_dir_from_env() -> Path:
-    return Path(os.environ.get("WAR_DATA_DIR") or REPO / ".data").resolve()
+    return instance.data_dir()
 
 
 def child_env() -> dict[str, str]:
@@ -519,6 +647,39 @@ def child_env() -> dict[str, str]:
     return env
 
 
+# The "ready" banner waits at most this long after the web answers for the other processes' ready lines.
+READY_WAIT = 30.0
+# An optional process that exits is restarted after 5 s, then 10, 20, 40, 60 s while it keeps failing;
+# one that ran this long before exiting starts again from 5 s.
+RESTART_FIRST_DELAY = 5.0
+RESTART_MAX_DELAY = 60.0
+STEADY_SECONDS = 60.0
+
+
+def restart_delay(failures: int) -> float:
+    return min(RESTART_FIRST_DELAY * 2 ** (failures - 1), RESTART_MAX_DELAY)
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with code {code}"
+
+
+@dataclass
+class Managed:
+    """One app process across its restarts."""
+
+    spec: AppProcess
+    child: Child | None
+    failures: int = 0
+    restart_at: float | None = None
+
+    def said_ready(self) -> bool:
+        return self.child is not None and any(self.spec.ready in line for line in self.child.said)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     host = os.environ.get("HOST") or "127.0.0.1"
     port = int(os.environ.get("PORT") or 8000)
@@ -526,49 +687,122 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not _port_is_free(host, port):
         raise RunnerError(f"{host}:{port} is already in use; set PORT (and/or HOST) to serve elsewhere")
 
-    sup = Supervisor(env=child_env())
+    log_dir = data_dir / "logs"
+    sup = Supervisor(env=child_env(), log_dir=log_dir, verbose=_env_flag("WAR_RUN_VERBOSE"))
     sup.install_signal_handlers()
-    with data_dir_lock(data_dir), servers(sup, data_dir, durable=True) as srv:
-        try:
-            code = _run_app(sup, srv, host, port, data_dir)
-        finally:
-            # The app first, while Redis and PostgreSQL are still there for its last requests and tasks.
-            sup.stop([child for child in sup.children if child is not srv.redis])
-    say(f"everything stopped (exit code {code})")
+    code = 1
+    with data_dir_lock(data_dir):
+        log_dir.mkdir(parents=True, exist_ok=True)
+        with open(log_dir / "devrun.log", "a") as runner_log:
+            Output.log = runner_log
+            try:
+                with servers(sup, data_dir, durable=True) as srv:
+                    try:
+                        # For operator commands in another terminal (manage.py reads it), while we run.
+                        published = {**sup.env, "HOST": host, "PORT": str(port)}
+                        with instance.published(data_dir, published):
+                            code = _run_app(sup, srv, host, port, data_dir)
+                    finally:
+                        # The app first, while Redis and PostgreSQL are still there for its last requests
+                        # and tasks.
+                        sup.stop([child for child in sup.children if child is not srv.redis])
+                say(f"everything stopped (exit code {code})")
+            finally:
+                Output.log = None
     return code
 
 
 def _run_app(sup: Supervisor, srv: Servers, host: str, port: int, data_dir: Path) -> int:
+    seed: Child | None = None
     for name, argv in setup_steps(skip_seed=_env_flag("WAR_SKIP_SEED")):
         if sup.stopping:
             return 0
         say(" ".join(["manage.py", *argv[2:]]))
-        code = sup.run_step(name, argv)
+        child = sup.run_step(name, argv)
         if sup.stopping:
             return 0
+        code = child.proc.returncode
         if code != 0:
-            say(f"{name} failed with exit code {code}")
+            say(f"{name} failed with exit code {code}; its last lines (all of them in {sup.log_path(name)}):")
+            for line in child.tail:
+                say(f"  {line}")
             return code if code > 0 else 1  # killed by a signal: still a failure
+        if name == "seed":
+            seed = child
 
-    app = [sup.spawn(name, argv) for name, argv in app_processes(host, port, data_dir)]
-    url = f"http://{_url_host(host)}:{port}"
+    specs = app_processes(host, port, data_dir)
+    sup.watch = tuple(spec.ready for spec in specs if spec.ready)
+    managed = [Managed(spec, sup.spawn(spec.name, spec.argv)) for spec in specs]
+    url = f"http://{url_host(host)}:{port}"
+    web_up_at: float | None = None
     announced = False
     next_probe = 0.0
     while not sup.stopping:
         sup.pump(0.2)
-        dead = sup.first_dead(app) or (srv.redis if srv.redis and srv.redis.proc.poll() is not None else None)
-        if dead is not None:
-            say(f"{dead.name} exited with code {dead.proc.returncode}: stopping everything")
+        if srv.redis is not None and srv.redis.proc.poll() is not None:
+            say(f"Redis {_exit_text(srv.redis.proc.returncode)}: stopping everything")
             return 1
         if srv.postgres is not None and not srv.postgres.is_running():
             say("PostgreSQL stopped unexpectedly: stopping everything")
             return 1
-        if not announced and time.monotonic() >= next_probe:
-            if _http_answers(host, port):
-                announced = True
-                say(f"War Tiket Engine is up at {url}  (Ctrl-C stops everything)")
-            next_probe = time.monotonic() + 0.5
+        now = time.monotonic()
+        for entry in managed:
+            if entry.child is not None and entry.child.proc.poll() is not None:
+                child, entry.child = entry.child, None
+                sup._forget(child)  # its last words first
+                what = f"{entry.spec.name} {_exit_text(child.proc.returncode)}"
+                if entry.spec.essential:
+                    say(f"{what}: stopping everything (its log: {sup.log_path(entry.spec.name)})")
+                    return 1
+                entry.failures = 1 if now - child.started >= STEADY_SECONDS else entry.failures + 1
+                delay = restart_delay(entry.failures)
+                entry.restart_at = now + delay
+                say(
+                    f"{what}; restarting in {delay:.0f} s; the site keeps serving "
+                    f"(its log: {sup.log_path(entry.spec.name)})"
+                )
+            elif entry.child is None and entry.restart_at is not None and now >= entry.restart_at:
+                say(f"restarting {entry.spec.name}")
+                entry.child = sup.spawn(entry.spec.name, entry.spec.argv)
+                entry.restart_at = None
+        if not announced and now >= next_probe:
+            next_probe = now + 0.5
+            if web_up_at is None and _http_answers(host, port):
+                web_up_at = now
+            if web_up_at is not None:
+                waiting = [entry.spec.name for entry in managed if entry.spec.ready and not entry.said_ready()]
+                if not waiting or now - web_up_at >= READY_WAIT:
+                    announce(url, data_dir, sup.log_dir, seed.tail if seed else [], waiting)
+                    announced = True
     return 0
+
+
+def announce(url: str, data_dir: Path, log_dir: Path | None, seed_output: Iterable[str], waiting: list[str]) -> None:
+    """The last lines of the start: where the site is, the demo war and its logins, and what to do next.
+
+    After the other processes' start-up output on purpose (that goes to their logs), so this is what the
+    terminal shows until something goes wrong.
+    """
+    seed_output = list(seed_output)
+    demo = next((line for line in seed_output if line.startswith("Demo war:")), None)
+    logins = [line.strip() for line in seed_output if line.startswith("  ") and " / " in line]
+    slot = re.search(r"\(slot (\d+)\)", demo or "")
+    war_url = f"{url}/war/{slot.group(1)}/" if slot else f"{url}/war/"
+    say("-" * 72)
+    say(f"War Tiket Engine is up at {url}  (Ctrl-C stops everything)")
+    if demo:
+        say(demo)
+        say(f"  open it: {war_url}")
+        say("Logins (email / password):")
+        for login in logins:
+            say(f"  {login}")
+    say("Next:")
+    say(f"  - in a browser: {war_url}, log in as the buyer, press Ambil Antrean when the war opens")
+    say("  - in another terminal (it finds this instance by itself): .venv/bin/python manage.py war_status --watch")
+    say(f"  - every process's full output: {log_dir or data_dir}/  (WAR_RUN_VERBOSE=1 shows it all here)")
+    if waiting:
+        say(f"  - still starting: {', '.join(waiting)} (see their logs)")
+    say("-" * 72)
 
 
 def cmd_test(args: argparse.Namespace) -> int:
@@ -619,9 +853,13 @@ def build_parser() -> argparse.ArgumentParser:
         "DATABASE_URL / REDIS_URL are set, keeping their data in WAR_DATA_DIR (default <repo>/.data); run "
         "migrate, seed_demo (skipped with WAR_SKIP_SEED=1) and sync_quota; then start daphne on HOST:PORT "
         "(default 127.0.0.1:8000), the live-quota broadcaster (live_quota), a Celery worker, Celery beat, "
-        "and the Telegram bot (runbot) when TELEGRAM_BOT_TOKEN is set. Prints the URL once it answers. Ctrl-C "
-        "or SIGTERM stops every process it started, embedded servers included, and exits 0; if any process "
-        "dies, it stops the rest and exits 1.",
+        "and the Telegram bot (runbot) when TELEGRAM_BOT_TOKEN is set. Each process's output goes to "
+        "WAR_DATA_DIR/logs/<name>.log; the terminal shows their warnings and errors (everything with "
+        "WAR_RUN_VERBOSE=1) and ends with the URL, the demo war and its logins. While it runs, "
+        "WAR_DATA_DIR/env names its servers for manage.py in other terminals. Ctrl-C or SIGTERM stops every "
+        "process it started, embedded servers included, and exits 0 (also when its stdout has gone away). "
+        "If daphne, Redis or PostgreSQL dies it stops the rest and exits 1; any other process that exits is "
+        "restarted after 5 s (growing to 60 s while it keeps failing) while the site keeps serving.",
     )
     run.set_defaults(func=cmd_run)
     test = sub.add_parser(

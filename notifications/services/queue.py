@@ -11,7 +11,13 @@ from functools import partial
 
 from django.db import transaction
 
+from wartiket.celery import app
+
 log = logging.getLogger(__name__)
+
+# Sent by name, not through the task objects: importing notifications.tasks pulls in delivery and with it
+# aiogram (~2 s), which a web process would otherwise pay on its first reservation, in a buyer's request.
+TASK_NAMES = {"deliver_notification": "notifications.deliver", "ticket_event": "notifications.ticket_event"}
 
 
 def deliver_after_commit(notification_id: int) -> None:
@@ -23,9 +29,7 @@ def ticket_event_after_commit(kind: str, code: str) -> None:
 
 
 def _send_task(name: str, *args) -> None:
-    from notifications import tasks  # tasks import the services: import them only when queueing
-
     try:
-        getattr(tasks, name).delay(*args)
+        app.send_task(TASK_NAMES[name], args=args)
     except Exception:  # a broker outage must not fail the reservation that caused this
         log.exception("could not queue %s%s; the sweeper will pick it up", name, args)

@@ -13,13 +13,12 @@ import atexit
 import os
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from aiogram import Bot
-from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
-from aiogram.enums import ParseMode
 from django.conf import settings
+
+if TYPE_CHECKING:
+    from aiogram import Bot
 
 
 def enabled() -> bool:
@@ -30,6 +29,14 @@ def make_bot(*, timeout: float | None = None) -> Bot:
     """A Bot for the configured token and API server. The caller closes ``bot.session``."""
     if not settings.TELEGRAM_BOT_TOKEN:
         raise RuntimeError("TELEGRAM_BOT_TOKEN is not set")
+    # Imported here, not at the top: aiogram (with aiohttp and pydantic models) takes ~2 s to import, and
+    # the web processes import this module through the URLconf but only the bot and the worker send.
+    from aiogram import Bot
+    from aiogram.client.default import DefaultBotProperties
+    from aiogram.client.session.aiohttp import AiohttpSession
+    from aiogram.client.telegram import TelegramAPIServer
+    from aiogram.enums import ParseMode
+
     kwargs = {"timeout": timeout or settings.TELEGRAM_HTTP_TIMEOUT}
     if settings.TELEGRAM_API_URL:
         kwargs["api"] = TelegramAPIServer.from_base(settings.TELEGRAM_API_URL)

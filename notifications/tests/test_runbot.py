@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import time
 from contextlib import contextmanager
 
 import pytest
@@ -16,8 +17,8 @@ from notifications.models import TelegramLink
 from notifications.tests.conftest import SECRET, celery_worker, new_chat_id, stop_process
 from notifications.tests.test_linking import connect, logged_in
 from tests.factory import make_slot, make_user, token_client, war_body
-from tests.fake_telegram import TOKEN
-from tests.live import logged_process
+from tests.fake_telegram import TOKEN, FakeTelegram
+from tests.live import free_port, logged_process, poll
 
 
 @contextmanager
@@ -59,6 +60,35 @@ def test_a_new_user_links_asks_status_and_tickets_and_gets_the_reserved_ticket_m
         assert stop_process(bot, signal.SIGTERM) == 0
     assert "Bot stopped after handling 3 update(s)." in bot.log_path.read_text()
     assert len(telegram_on.sent(chat_id)) == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_runbot_waits_for_an_unreachable_bot_api_and_serves_once_it_answers(tmp_path):
+    # `make run` with a token and no network (or Telegram down): the bot used to exit at once.
+    fake = FakeTelegram(port=free_port())  # its port is closed until start()
+    with runbot(fake, tmp_path) as bot:
+        log = bot.log_path
+        poll(lambda: "can't reach the Bot API" in log.read_text(), timeout=60, message="the unreachable line")
+        time.sleep(4)  # a few attempts: still running, still one line
+        assert bot.poll() is None, log.read_text()
+        assert log.read_text().count("can't reach the Bot API") == 1
+
+        with fake:
+            fake.wait_for(lambda: fake.calls("getUpdates"), timeout=30)  # backoff is capped at 5 s
+            assert fake.calls("setMyCommands")
+            chat_id = new_chat_id()
+            fake.push_message(chat_id, "/help")
+            assert replies(fake, chat_id, 1)
+            assert stop_process(bot, signal.SIGTERM) == 0
+    assert "reached the Bot API after" in log.read_text()
+
+
+def test_runbot_stops_cleanly_on_sigterm_while_waiting_for_the_bot_api(tmp_path):
+    fake = FakeTelegram(port=free_port())  # never started
+    with runbot(fake, tmp_path) as bot:
+        poll(lambda: "can't reach the Bot API" in bot.log_path.read_text(), timeout=60, message="the unreachable line")
+        assert stop_process(bot, signal.SIGTERM) == 0
+    assert "Bot stopped after handling 0 update(s)." in bot.log_path.read_text()
 
 
 @pytest.mark.django_db

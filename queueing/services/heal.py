@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import redis
 from django.conf import settings
-from django.db import connections
+from django.db import DatabaseError, close_old_connections, connections
 
 from queueing.services import catalog, clock, quota
 from queueing.services.store import slot_keys
@@ -155,6 +155,25 @@ def finish_pending_edits() -> list[int]:
     if finished:
         catalog.rebuild()
     return finished
+
+
+def periodic() -> HealResult | None:
+    """One check for a loop (live_quota, Celery beat); starts on a fresh connection if the last one broke."""
+    close_old_connections()
+    try:
+        return check_and_heal(sweep=False)
+    except DatabaseError:
+        connections.close_all()  # PostgreSQL went away: the next run reconnects
+        raise
+
+
+def periodic_sweep() -> list[int]:
+    close_old_connections()
+    try:
+        return finish_pending_edits()
+    except DatabaseError:
+        connections.close_all()
+        raise
 
 
 def _me() -> str:

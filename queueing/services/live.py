@@ -24,7 +24,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
@@ -211,32 +211,125 @@ class Broadcaster:
         """One round: read, then send. Returns the messages sent (tests drive the broadcaster with this)."""
         messages = await sync_to_async(self.collect, thread_sensitive=False)()
         if messages:
-            await publish(self.layer, messages)
+            try:
+                await publish(self.layer, messages)
+            except BaseException:
+                # Not sent after all: forget them, so the next tick that can publish sends them again
+                # (otherwise a change read during an outage would count as sent and never reach a page).
+                for message in messages:
+                    self._sent.pop(message["slot"], None)
+                raise
         return messages
 
-    async def run(self, stop: asyncio.Event, *, interval: float) -> int:
-        """Tick every ``interval`` seconds until ``stop`` is set. Returns the number of messages sent."""
+    async def run(self, stop: asyncio.Event, *, interval: float, chores: Iterable[Chore] = ()) -> int:
+        """Tick every ``interval`` seconds until ``stop`` is set. Returns the number of messages sent.
+
+        Never gives up: Redis (the data and the channel layer) down, read-only (a replica after a failover,
+        a full disk) or answering errors is an outage to wait out, logged once when it starts and once when
+        it ends, with ticks retried after a growing pause (capped at ``BACKOFF_CAP_SECONDS``) instead of
+        every tick. Pages poll meanwhile, and the first tick that can publish sends every change it missed.
+        ``chores`` run between ticks on their own schedules (see ``Chore``).
+        """
         total = 0
-        down = False
+        outage = Outage("live_quota", "push live quota")
+        chores = list(chores)
         while not stop.is_set():
             started = time.monotonic()
             try:
                 total += len(await self.tick())
-            except Exception as exc:
-                if not is_outage(exc):
-                    raise
-                # Redis is also the channel layer: nothing to push until it is back. Pages poll meanwhile.
-                if not down:
-                    log.warning("live_quota: Redis unavailable (%s); retrying every tick", exc)
-                down = True
+            except Exception as exc:  # any failure is an outage to wait out, see above
+                outage.failed(exc)
             else:
-                if down:
-                    log.warning("live_quota: Redis is back")
-                down = False
-            # Fixed cadence rather than a fixed pause, so a slow tick does not stretch the coalescing window.
-            pause = max(0.0, interval - (time.monotonic() - started))
+                outage.recovered()
+            for chore in chores:
+                await chore.run_if_due()
+            if outage.down:
+                pause = outage.backoff(interval)
+            else:
+                # Fixed cadence rather than a fixed pause, so a slow tick does not stretch the coalescing window.
+                pause = max(0.0, interval - (time.monotonic() - started))
             try:
                 await asyncio.wait_for(stop.wait(), timeout=pause)
             except TimeoutError:
                 pass
         return total
+
+
+# The longest pause between two attempts while Redis is failing: back within about this long after it is.
+BACKOFF_CAP_SECONDS = 5.0
+
+
+@dataclass
+class Outage:
+    """One log line when a run of failures starts and one when it ends, and the backoff in between."""
+
+    name: str  # who is failing, e.g. "live_quota"
+    action: str  # what fails, e.g. "push live quota"
+    failures: int = 0
+    since: float = 0.0
+
+    @property
+    def down(self) -> bool:
+        return self.failures > 0
+
+    def failed(self, exc: BaseException) -> None:
+        self.failures += 1
+        if self.failures > 1:
+            return
+        self.since = time.monotonic()
+        if is_outage(exc) or isinstance(exc, OSError):
+            log.warning(
+                "%s: cannot %s (%s: %s); retrying at growing intervals of up to %.0f s",
+                self.name,
+                self.action,
+                type(exc).__name__,
+                exc,
+                BACKOFF_CAP_SECONDS,
+            )
+        else:
+            # Not an outage we know: the traceback, once, is what a bug report needs.
+            log.exception("%s: cannot %s (unexpected error); retrying at growing intervals", self.name, self.action)
+
+    def recovered(self) -> None:
+        if self.failures:
+            log.warning(
+                "%s: can %s again, after %d failed attempt(s) in %.1f s",
+                self.name,
+                self.action,
+                self.failures,
+                time.monotonic() - self.since,
+            )
+        self.failures = 0
+
+    def backoff(self, base: float) -> float:
+        """The pause before the next attempt: ``base``, doubled per failure in a row, at most the cap."""
+        return min(base * 2 ** (self.failures - 1), BACKOFF_CAP_SECONDS)
+
+
+@dataclass
+class Chore:
+    """Synchronous work the ``live_quota`` loop does every ``every`` seconds, in a worker thread.
+
+    ``live_quota`` is the one process that runs next to the war for its whole length, so periodic checks
+    of Redis belong in its loop. A failing chore is logged once per run of failures and never stops the
+    broadcasts.
+    """
+
+    every: float
+    call: Callable[[], object]
+    _due: float = 0.0
+    _outage: Outage | None = None
+
+    async def run_if_due(self) -> None:
+        now = time.monotonic()
+        if now < self._due:
+            return
+        self._due = now + self.every
+        if self._outage is None:
+            self._outage = Outage("live_quota", f"run {getattr(self.call, '__qualname__', self.call)}")
+        try:
+            await sync_to_async(self.call, thread_sensitive=False)()
+        except Exception as exc:  # logged; the broadcasts go on
+            self._outage.failed(exc)
+        else:
+            self._outage.recovered()

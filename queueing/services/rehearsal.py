@@ -252,6 +252,44 @@ def http_request(target: Target, method: str, path: str, headers: dict[str, str]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
+class ServerUnreachable(Exception):
+    """No War Tiket Engine answers at the rehearsal's URL: nothing was created, nothing was sent."""
+
+
+def check_server(target: Target, headers: dict[str, str], *, timeout: float = 5.0) -> None:
+    """One ``GET /api/time`` before anything is created: a rehearsal against nothing proves nothing.
+
+    Without it, a closed port gave N refused connections, a "throughput" computed from failures, "EXACT:
+    0 tickets", exit 0, and a rehearsal slot left behind.
+    """
+    import http.client
+
+    cls = http.client.HTTPSConnection if target.scheme == "https" else http.client.HTTPConnection
+    conn = cls(target.host, target.port, timeout=timeout)
+    url = target.url("/api/time")
+    try:
+        conn.request("GET", f"{target.prefix}/api/time", headers=headers)
+        response = conn.getresponse()
+        body = response.read()
+    except (OSError, http.client.HTTPException) as exc:
+        raise ServerUnreachable(
+            f"nothing answers GET {url} ({type(exc).__name__}: {exc}): start the server (`make run`) or pass --url"
+        ) from None
+    finally:
+        conn.close()
+    if response.status in (301, 302, 307, 308):
+        raise ServerUnreachable(
+            f"GET {url} was redirected to {response.getheader('Location')}: with DEBUG off the server wants "
+            "https; pass --header 'X-Forwarded-Proto: https' when no proxy is in front, or an https --url"
+        )
+    try:
+        json.loads(body)["epoch_ms"]
+    except (ValueError, KeyError, TypeError):
+        raise ServerUnreachable(
+            f"GET {url} answered HTTP {response.status} without the server clock: is War Tiket Engine served there?"
+        ) from None
+
+
 class Connection:
     """One keep-alive HTTP/1.1 connection, used by one coroutine at a time."""
 
@@ -642,6 +680,7 @@ class RunInfo:
     viewers: int
     offset_ms: float  # server clock minus client clock
     viewers_stopped_at: float | None = None  # client epoch
+    tickets_before: int = 0  # holding tickets on the slot before the first request (an existing --slot)
     extra: dict = field(default_factory=dict)
 
 
@@ -661,10 +700,11 @@ def build_report(slot: Slot, shots: list[Shot], viewer_rows: list[ViewerRow], in
         return client_epoch_s * 1000 + info.offset_ms
 
     throughput = None
-    if storm:
-        first = min(s[1] for s in storm)
-        last = max(s[1] + s[2] for s in storm)
-        throughput = len(storm) / max(last - first, 1e-6)
+    answered_storm = [s for s in storm if s[3] != 0]  # refused connections and timeouts are not throughput
+    if answered_storm:
+        first = min(s[1] for s in answered_storm)
+        last = max(s[1] + s[2] for s in answered_storm)
+        throughput = len(answered_storm) / max(last - first, 1e-6)
 
     tickets = list(
         Ticket.objects.filter(slot=slot, status__in=Ticket.HOLDING)
@@ -684,6 +724,8 @@ def build_report(slot: Slot, shots: list[Shot], viewer_rows: list[ViewerRow], in
         all_answers_seen=not any(s[3] == 0 for s in shots),
         rehearsal_only=True,
     )
+    shortfall = _shortfall(slot, shots, len(tickets), info)
+    violations += _verdicts(shots, shortfall, info)
     latency_rows = _latency_timeline(storm, opens_ms, server_ms)
     return {
         "slot": {
@@ -710,7 +752,7 @@ def build_report(slot: Slot, shots: list[Shot], viewer_rows: list[ViewerRow], in
         "outcomes": dict(outcomes.most_common()),
         "statuses": {str(k): v for k, v in sorted(Counter(s[3] for s in shots).items())},
         "throughput_rps": _round(throughput),
-        "latency": latency_summary(s[2] for s in storm),
+        "latency": latency_summary(s[2] for s in answered_storm),
         "database": {
             "tickets": len(tickets),
             "rehearsal_tickets": sum(1 for t in tickets if t[2]),
@@ -720,11 +762,57 @@ def build_report(slot: Slot, shots: list[Shot], viewer_rows: list[ViewerRow], in
             "first_ticket_after_open_ms": reserved_ms[0] if reserved_ms else None,
         },
         "viewers": viewers,
+        "shortfall": shortfall,
         "acknowledged": [{"code": a.code, "queue_number": a.queue_number} for a in acknowledged],
         "exact": not violations,
         "violations": violations,
         "timeline": {"reserved_ms": reserved_ms, "committed_ms": committed_ms, "buckets": latency_rows},
     }
+
+
+# Refusals that explain why a buyer got no ticket while seats were left: the server decided so, on
+# purpose, and the report says which. Anything else (no answer, 5xx, unavailable, not_ready, too_early
+# after the opening) leaves the shortfall unexplained and the rehearsal failed.
+EXPLAINED_REFUSALS = frozenset({"sold_out", "rate_limited", "one_per_day", "nik_required", "closed"})
+
+
+def _shortfall(slot: Slot, shots: list[Shot], tickets: int, info: RunInfo) -> dict:
+    """How many tickets the rehearsal should have produced, and why the buyers without one got none."""
+    expected = min(slot.quota, info.tickets_before + info.users)
+    with_ticket = {s[0] for s in shots if s[3] in (200, 201) and s[5]}
+    last: dict[int, Shot] = {}
+    for shot in sorted(shots, key=lambda s: s[1]):
+        last[shot[0]] = shot
+    reasons = Counter(
+        last[index][4] if index in last else "never_sent" for index in range(info.users) if index not in with_ticket
+    )
+    missing = max(0, expected - tickets)
+    unexplained = {code: n for code, n in reasons.items() if code not in EXPLAINED_REFUSALS}
+    return {
+        "expected_tickets": expected,
+        "missing": missing,
+        "buyers_without_ticket": dict(reasons.most_common()),
+        "explained": missing == 0 or not unexplained,
+    }
+
+
+def _verdicts(shots: list[Shot], shortfall: dict, info: RunInfo) -> list[str]:
+    """Ways the rehearsal itself failed (on top of the exactness audit): it proved nothing."""
+    problems = []
+    if shots and all(s[3] == 0 for s in shots):
+        codes = Counter(s[4] for s in shots)
+        problems.append(
+            f"no attempt got an answer from {info.url}: "
+            + ", ".join(f"{n} x {code}" for code, n in codes.most_common())
+        )
+    elif not shortfall["explained"]:
+        reasons = ", ".join(f"{n} x {code}" for code, n in shortfall["buyers_without_ticket"].items())
+        problems.append(
+            f"{shortfall['missing']} ticket(s) short of the {shortfall['expected_tickets']} possible "
+            f"(the quota or the number of buyers, whichever is smaller), and not explained by refusals; "
+            f"the last answers of the buyers without a ticket: {reasons}"
+        )
+    return problems
 
 
 def _viewer_summary(rows, info: RunInfo, opens_ms, sellout_server_ms, server_ms) -> dict:
@@ -851,6 +939,8 @@ def rehearse(plan: Plan, progress: Progress | None = None) -> dict:
     ws_base = Target.parse(plan.ws_url) if plan.ws_url else target
     processes = max(1, plan.processes)
 
+    progress.stage(f"checking {plan.url}")
+    check_server(target, plan.headers)
     progress.stage("preparing the slot and buyers")
     if plan.slot_id is not None:
         slot = Slot.objects.select_related("location").get(pk=plan.slot_id)
@@ -860,6 +950,7 @@ def rehearse(plan: Plan, progress: Progress | None = None) -> dict:
         created = True
     buyers = prepare_buyers(plan.users, warm=plan.warm)
     offset_ms = clock_offset_ms()
+    tickets_before = Ticket.objects.filter(slot=slot, status__in=Ticket.HOLDING).count()
 
     workers = Workers()
     viewer_rows: list[ViewerRow] = []
@@ -947,6 +1038,7 @@ def rehearse(plan: Plan, progress: Progress | None = None) -> dict:
         viewers=plan.viewers,
         offset_ms=offset_ms,
         viewers_stopped_at=stopped_at,
+        tickets_before=tickets_before,
         extra={"warm_identities": plan.warm},
     )
     return build_report(slot, shots, viewer_rows, info)

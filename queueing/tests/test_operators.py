@@ -8,14 +8,14 @@ import subprocess
 import sys
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from queueing.models import BypassToken, Location, Slot, Ticket
 from queueing.services import quota
 from queueing.services.store import slot_keys
 from tests.factory import make_slot, make_user, token_client, war_body
-from tests.live import ROOT
+from tests.live import ROOT, server_env
 from wartiket.redis_client import get_redis
 
 pytestmark = pytest.mark.django_db
@@ -179,3 +179,66 @@ def test_staff_cancel_in_admin_frees_the_seat_and_check_in_keeps_it(staff_client
     # A checked-in ticket still holds its number: the freed number 1 is the one reissued.
     again = token_client(make_user()).post("/api/war", war_body(slot), format="json").json()
     assert again["ticket"]["queue_number"] == first.queue_number
+
+
+def _long_named_slots():
+    return [
+        make_slot(quota_size=q, location=location, label=label)
+        for location, label, q in (
+            ("butik-emas-lm-gedung-antam-pulo-gadung", "10:00", 11),
+            ("butik-emas-lm-gedung-antam-pulo-gadung", "13:00", 12),
+            ("butik-emas-lm-setiabudi-one", "10:00", 13),
+        )
+    ]
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_war_status_fits_the_terminal_and_shows_every_slots_id_time_and_remaining(monkeypatch, columns):
+    monkeypatch.setenv("COLUMNS", str(columns))
+    slots = _long_named_slots()
+    lines = run("war_status").splitlines()
+    assert all(len(line) <= columns for line in lines), "\n".join(lines)
+    header = lines[0].split()
+    assert header[:3] == ["id", "date", "time"] and header[-3:] == ["quota", "left", "tickets"]
+    for slot in slots:
+        row = next(line for line in lines if line.split()[0] == str(slot.pk))
+        cells = row.split()
+        assert cells[2] == slot.time_label  # 10:00 and 13:00 of one boutique no longer look alike
+        assert cells[-3:] == [str(slot.quota), str(slot.quota), "0"]
+    if columns == 80:  # the full names do not fit: the words they share go first
+        assert "(locations without 'Butik Emas Lm')" in lines
+
+
+def test_war_status_drops_less_important_columns_on_a_narrow_terminal(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "50")
+    slots = _long_named_slots()
+    lines = run("war_status").splitlines()
+    assert all(len(line) <= 50 for line in lines), "\n".join(lines)
+    for slot in slots:
+        row = next(line for line in lines if line.split()[0] == str(slot.pk))
+        header = lines[0].split()
+        assert "id" in header and "time" in header and "left" in header
+        # Location cells may hold spaces: count the time from the left and "left" from the right.
+        assert row.split()[header.index("time")] == slot.time_label
+        assert row.split()[header.index("left") - len(header)] == str(slot.quota)
+    assert any(line.startswith("(not shown at 50 columns: ") and "quota" in line for line in lines)
+
+
+def test_war_status_slot_filters_and_an_unknown_slot_is_an_error():
+    wanted, other = make_slot(quota_size=4), make_slot(quota_size=5, label="13:00")
+    out = run("war_status", "--slot", str(wanted.pk))
+    ids = [line.split()[0] for line in out.splitlines()[1:-1]]
+    assert ids == [str(wanted.pk)] and str(other.pk) not in ids
+    for extra in ([], ["--watch", "--count", "1"]):
+        with pytest.raises(CommandError, match="no slot with id 9999"):
+            run("war_status", "--slot", "9999", *extra)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "war_status", "--watch", "--slot", "9999", "--count", "1"],
+        cwd=ROOT,
+        env=server_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip() == "CommandError: no slot with id 9999; `manage.py war_status` lists them"

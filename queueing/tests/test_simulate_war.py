@@ -179,3 +179,58 @@ def test_simulate_war_refuses_nonsense_options():
         call_command("simulate_war", "--users", "0")
     with pytest.raises(CommandError, match="http"):
         call_command("simulate_war", "--url", "ftp://example.com")
+
+
+def test_nothing_listening_is_one_line_and_exit_1_and_creates_nothing():
+    closed = f"http://127.0.0.1:{free_port()}"
+    result = simulate("--url", closed, "--users", "5", "--quota", "2")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"CommandError: nothing answers GET {closed}/api/time")
+    assert "Traceback" not in result.stderr and "EXACT" not in result.stdout
+    assert not Slot.objects.filter(location__slug=rehearsal.REHEARSAL_LOCATION).exists()
+    assert not User.objects.filter(is_rehearsal=True).exists()
+
+
+def test_the_default_url_is_where_make_run_serves():
+    env = server_env(HOST="0.0.0.0", PORT="18123")  # noqa: S104 (an address to print, nothing binds it)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "simulate_war", "--help"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert "http://127.0.0.1:18123" in " ".join(result.stdout.split())
+
+
+def _info(users: int) -> rehearsal.RunInfo:
+    return rehearsal.RunInfo(
+        url="http://127.0.0.1:1", users=users, attempts_per_user=1, concurrency=1, processes=1, early=0, viewers=0,
+        offset_ms=0.0,
+    )  # fmt: skip
+
+
+def _shot(index: int, status: int, code: str) -> rehearsal.Shot:
+    return (index, 1000.0 + index, 0.01, status, code, None, None, False)
+
+
+def test_a_rehearsal_that_got_no_answer_or_unexplained_missing_tickets_fails():
+    slot = make_slot(quota_size=2)
+    refused = [_shot(i, 0, "client_error:ConnectionRefusedError") for i in range(5)]
+    report = rehearsal.build_report(slot, refused, [], _info(5))
+    assert report["exact"] is False
+    assert report["violations"] == [
+        "no attempt got an answer from http://127.0.0.1:1: 5 x client_error:ConnectionRefusedError"
+    ]
+    assert report["throughput_rps"] is None
+
+    unavailable = [_shot(i, 503, "unavailable") for i in range(5)]
+    report = rehearsal.build_report(slot, unavailable, [], _info(5))
+    assert report["exact"] is False
+    assert report["violations"][0].startswith("2 ticket(s) short of the 2 possible")
+    assert report["violations"][0].endswith("the last answers of the buyers without a ticket: 5 x unavailable")
+
+
+def test_missing_tickets_explained_by_rate_limits_are_reported_not_failed():
+    slot = make_slot(quota_size=2)
+    report = rehearsal.build_report(slot, [_shot(i, 429, "rate_limited") for i in range(3)], [], _info(3))
+    assert report["exact"] is True, report["violations"]
+    assert report["shortfall"] == {
+        "expected_tickets": 2, "missing": 2, "buyers_without_ticket": {"rate_limited": 3}, "explained": True,
+    }  # fmt: skip

@@ -216,7 +216,8 @@ def test_the_war_room_socket_pushes_fresh_figures_to_staff_only():
 
 
 @pytest.mark.django_db
-def test_war_status_watch_shows_the_war_room_figures():
+def test_war_status_watch_shows_the_war_room_figures(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # wide enough for every outcome column
     slot = make_slot(quota_size=6)
     buyer = token_client(make_user())
     post(buyer, war_body(slot))
@@ -224,12 +225,47 @@ def test_war_status_watch_shows_the_war_room_figures():
     out = io.StringIO()
     call_command("war_status", "--watch", "--slot", str(slot.pk), "--count", "2", "--interval", "0.2", stdout=out)
     text = out.getvalue()
-    assert text.count("War room — server time") == 2
+    assert text.count("War room — ") == 2
     row = next(line for line in text.splitlines() if line.startswith(f"│ {slot.pk:>2} ") or f"│ {slot.pk} │" in line)
     cells = [cell.strip() for cell in row.split("│")[1:-1]]
-    assert cells[4:6] == ["5", "1/6"]
+    assert cells[4:6] == ["5", "1/6"]  # id, time, state, since open, left, tickets (one location: in the title)
     assert cells[6].endswith("· 1") and cells[9].endswith("· 1")  # reserved 1, already_reserved 1
+    assert "Not shown at" not in text
     assert text.rstrip().endswith("war_status: 2 refresh(es)")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("columns", [80, 120])
+def test_war_status_watch_fits_80_and_120_columns_with_every_slots_id_time_and_remaining(monkeypatch, columns):
+    # rich squeezed the 14 columns into 80 or 120 until some had zero width.
+    monkeypatch.setenv("COLUMNS", str(columns))
+    slots = [
+        make_slot(quota_size=5, location=location, label=label)
+        for location, label in (
+            ("butik-emas-lm-gedung-antam-pulo-gadung", "10:00"),
+            ("butik-emas-lm-gedung-antam-pulo-gadung", "13:00"),
+            ("butik-emas-lm-setiabudi-one", "10:00"),
+        )
+    ]
+    post(token_client(make_user()), war_body(slots[1]))
+    out = io.StringIO()
+    ids = [arg for slot in slots for arg in ("--slot", str(slot.pk))]
+    call_command("war_status", "--watch", *ids, "--count", "1", "--interval", "0.2", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert all(len(line) <= columns for line in lines), "\n".join(lines)
+    header = next(line for line in lines if "since open" in line)
+    names = [cell.strip() for cell in header.split("┃")[1:-1]]
+    assert names[:3] == ["id", "time", "location"] and {"left", "tickets", "reserved"} <= set(names)
+    assert all(names), names  # no column squeezed to nothing
+    for slot, left in zip(slots, (5, 4, 5), strict=True):
+        row = next(line for line in lines if line.startswith("│") and line.split("│")[1].strip() == str(slot.pk))
+        cells = dict(zip(names, (cell.strip() for cell in row.split("│")[1:-1]), strict=True))
+        assert cells["time"] == slot.time_label
+        assert cells["left"] == str(left)
+    if columns == 80:
+        assert "Not shown at 80 columns:" in out.getvalue()
+    else:
+        assert {"sold out", "errors", "limited"} <= set(names)
 
 
 @pytest.mark.browser

@@ -12,7 +12,9 @@ class Command(BaseCommand):
         "Run the Telegram bot with long polling (answers /start, /status, /tickets, /remind, /stop, /help). "
         "Use it where Telegram can't reach us with a webhook (a laptop, `make run`); in production either run "
         "this or set a webhook with `telegram_webhook set`, not both. Needs TELEGRAM_BOT_TOKEN (and "
-        "TELEGRAM_API_URL for a self-hosted or fake Bot API server). Ctrl-C or SIGTERM stops it cleanly."
+        "TELEGRAM_API_URL for a self-hosted or fake Bot API server). An unreachable Bot API is waited out (one "
+        "log line, attempts at growing intervals of up to 5 s), not a reason to exit; a rejected token or a "
+        "webhook that is set are (exit 1). Ctrl-C or SIGTERM stops it cleanly."
     )
 
     def add_arguments(self, parser):

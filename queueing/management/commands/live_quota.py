@@ -7,7 +7,20 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from queueing.services.live import Broadcaster
+from queueing.services import heal
+from queueing.services.live import Broadcaster, Chore
+
+
+def chores() -> list[Chore]:
+    """Periodic work run in live_quota's loop between broadcasts, one line each.
+
+    A failing chore is logged and never stops the broadcasts."""
+    return [
+        # Self-heal: a Redis that restarted empty or stale is rebuilt from PostgreSQL within about a second.
+        Chore(1.0, heal.periodic),
+        # Edits that never reached Redis (stuck pending, bypassed the service) are applied from PostgreSQL.
+        Chore(5.0, heal.periodic_sweep),
+    ]
 
 
 class Command(BaseCommand):
@@ -16,7 +29,11 @@ class Command(BaseCommand):
         "Redis in one round trip and send the slots whose version changed, as one message, to the web "
         "processes' fan-out hubs (channel-layer group live-quota). Run exactly one alongside the web servers "
         "for as long as they serve (`make run` starts it); without it viewers only see changes from each "
-        "hub's re-read every 2 s. Stops cleanly on SIGTERM/Ctrl-C."
+        "hub's re-read every 2 s. Survives Redis outages (down, restarted, read-only): logs one line when an "
+        "outage starts and one when it ends, retries at growing intervals of up to 5 s, and then sends what "
+        "changed meanwhile. Also self-heals Redis: every second it checks that Redis' state was built on this "
+        "Redis server (else rebuilds it from PostgreSQL) and every 5 s applies slot edits that never reached "
+        "Redis. Stops cleanly on SIGTERM/Ctrl-C."
     )
 
     def add_arguments(self, parser):
@@ -53,4 +70,4 @@ class Command(BaseCommand):
             loop.add_signal_handler(signum, stop.set)
         self.stdout.write(f"live_quota: pushing changed slots every {interval * 1000:.0f} ms (Ctrl-C stops)")
         self.stdout.flush()
-        return await Broadcaster().run(stop, interval=interval)
+        return await Broadcaster().run(stop, interval=interval, chores=chores())

@@ -10,23 +10,34 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from queueing.services import rehearsal
+from wartiket.devrun import url_host
+
+
+def default_url() -> str:
+    """Where `make run` serves: its HOST and PORT (from the environment, or the running instance's .data/env)."""
+    return f"http://{url_host(os.environ.get('HOST') or '127.0.0.1')}:{os.environ.get('PORT') or 8000}"
 
 
 class Command(BaseCommand):
     help = (
-        "Rehearse a war against a running server (--url, default http://127.0.0.1:8000; `make run` serves "
-        "there): make or reuse --users rehearsal buyers with fresh API tokens, a rehearsal slot (or use "
+        "Rehearse a war against a running server (--url, default http://HOST:PORT as `make run` serves, "
+        "127.0.0.1:8000 unless set): first check that it answers GET /api/time (if not: one line, exit 1, "
+        "nothing created), then make or reuse --users rehearsal buyers with fresh API tokens, a rehearsal slot (or use "
         "--slot) opening --opens-in seconds from now, then fire --attempts-per-user requests per buyer at "
         "the opening over --concurrency connections, plus --early requests before it and --viewers "
         "WebSocket watchers. Prints outcomes, throughput, latencies, sell-out and viewer times and an "
-        "exactness check against PostgreSQL; exits 1 when the war was not exact. Run it on a machine "
+        "exactness check against PostgreSQL; exits 1 when the war was not exact, when no request got an "
+        "answer, or when fewer tickets were sold than min(quota, buyers) without refusals (rate_limited, "
+        "one_per_day, ...) that explain it. Run it on a machine "
         "with the server's settings (it writes buyers and reads tickets in the same database). "
         "--cleanup removes every rehearsal buyer, ticket and slot; --audit FILE re-checks a saved "
         "--json report."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--url", default="http://127.0.0.1:8000", help="The server (default %(default)s)")
+        parser.add_argument(
+            "--url", default=default_url(), help="The server (default %(default)s: HOST and PORT, as make run serves)"
+        )
         parser.add_argument(
             "--ws-url", help="Where WebSockets are served, if not at --url (e.g. daphne behind no proxy)"
         )
@@ -103,7 +114,10 @@ class Command(BaseCommand):
             TimeElapsedColumn(),
             console=console,
         ) as bar:
-            report = rehearsal.rehearse(plan, _Bar(bar))
+            try:
+                report = rehearsal.rehearse(plan, _Bar(bar))
+            except rehearsal.ServerUnreachable as exc:
+                raise CommandError(str(exc)) from None
         if options["plot"]:
             rehearsal.plot(report, options["plot"])
         if options["json"]:
@@ -205,6 +219,13 @@ def _print_report(console: Console, report: dict, plot_path: str | None) -> None
             "[yellow]Some requests were rate limited. All of them come from this one machine's address: "
             "see docs/rehearsal.md for WAR_RATE_LIMIT_IP during a rehearsal.[/]"
         )
+    shortfall = report.get("shortfall") or {}
+    if shortfall.get("missing") and shortfall.get("explained"):
+        reasons = ", ".join(f"{n} x {code}" for code, n in shortfall["buyers_without_ticket"].items())
+        console.print(
+            f"[yellow]{shortfall['missing']} ticket(s) short of the {shortfall['expected_tickets']} possible, "
+            f"because the buyers without a ticket were refused: {reasons}.[/]"
+        )
     if plot_path:
         console.print(f"Figure written to {plot_path}")
     if report["exact"]:
@@ -213,5 +234,6 @@ def _print_report(console: Console, report: dict, plot_path: str | None) -> None
             "before the opening, every acknowledged ticket in PostgreSQL."
         )
     else:
+        console.print("[bold red]FAILED[/]: this rehearsal does not show an exact war:")
         for problem in report["violations"]:
-            console.print(f"[bold red]NOT EXACT[/]: {problem}")
+            console.print(f"  [red]-[/] {problem}")
