@@ -294,6 +294,6 @@ def record(reports: list[SlotReport]) -> dict:
     return summary
 
 
-def last_check() -> dict | None:
-    raw = get_redis().get(LAST_CHECK_KEY)
-    return json.loads(raw) if raw else None
+def last_check_raw() -> str | None:
+    """The latest recorded check, as ``record`` stored it (JSON), or None."""
+    return get_redis().get(LAST_CHECK_KEY)

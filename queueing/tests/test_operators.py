@@ -209,6 +209,20 @@ def test_war_status_fits_the_terminal_and_shows_every_slots_id_time_and_remainin
         assert "(locations without 'Butik Emas Lm')" in lines
 
 
+def test_war_status_says_whether_postgres_and_redis_agreed_at_the_last_check(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    slot = make_slot(quota_size=4)
+    assert "PostgreSQL/Redis: not checked yet" in run("war_status")
+    call_command("reconcile")  # the check beat runs every minute, recorded
+    assert "PostgreSQL/Redis: consistent (" in run("war_status")
+    get_redis().hset(slot_keys(slot.pk, slot.war_day).slot, "quota", 9)
+    with pytest.raises(SystemExit):
+        call_command("reconcile")
+    out = run("war_status")
+    assert "PostgreSQL/Redis: DRIFT (" in out and f"slot {slot.pk}: quota differs" in out
+    assert all(len(line) <= 80 for line in out.splitlines())
+
+
 def test_war_status_drops_less_important_columns_on_a_narrow_terminal(monkeypatch):
     monkeypatch.setenv("COLUMNS", "50")
     slots = _long_named_slots()
@@ -227,7 +241,8 @@ def test_war_status_drops_less_important_columns_on_a_narrow_terminal(monkeypatc
 def test_war_status_slot_filters_and_an_unknown_slot_is_an_error():
     wanted, other = make_slot(quota_size=4), make_slot(quota_size=5, label="13:00")
     out = run("war_status", "--slot", str(wanted.pk))
-    ids = [line.split()[0] for line in out.splitlines()[1:-1]]
+    rows = [line.split() for line in out.splitlines()[1:]]
+    ids = [cells[0] for cells in rows if cells[0].isdigit() and cells[1] != "slot(s);"]
     assert ids == [str(wanted.pk)] and str(other.pk) not in ids
     for extra in ([], ["--watch", "--count", "1"]):
         with pytest.raises(CommandError, match="no slot with id 9999"):

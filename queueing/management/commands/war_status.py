@@ -3,6 +3,7 @@ from __future__ import annotations
 import io
 import shutil
 import signal
+import textwrap
 import time
 
 from django.core.management.base import BaseCommand, CommandError
@@ -12,7 +13,7 @@ from rich.live import Live
 from rich.table import Table
 
 from queueing.models import Slot, Ticket
-from queueing.services import clock, quota, warroom
+from queueing.services import clock, quota, reconcile, warroom
 
 
 class Command(BaseCommand):
@@ -73,6 +74,9 @@ class Command(BaseCommand):
         for line in plain_table(rows, terminal_width()):
             self.stdout.write(line)
         self.stdout.write(f"{len(slots)} slot(s); server time {now:%Y-%m-%d %H:%M:%S %Z}")
+        check = warroom.consistency(reconcile.last_check_raw(), clock.redis_now_ms())
+        for line in textwrap.wrap(consistency_line(check), terminal_width(), subsequent_indent="  "):
+            self.stdout.write(self.style.ERROR(line) if check["drift"] else line)
 
     def watch(self, slot_ids: list[int] | None, interval: float, count: int | None) -> None:
         if interval < 0.2:
@@ -208,6 +212,17 @@ CELL_OVERHEAD = 3
 LOCATION_WANT = 16
 
 
+def consistency_line(check: dict) -> str:
+    """The latest PostgreSQL/Redis check (Celery beat runs it every minute), in one line."""
+    if check["checked_ago_s"] is None:
+        return "PostgreSQL/Redis: not checked yet (Celery beat checks every minute)"
+    when = f"{check['slots']} slot(s), {check['checked_ago_s']} s ago"
+    if not check["drift"]:
+        return f"PostgreSQL/Redis: consistent ({when})"
+    details = "; ".join(f"slot {d['slot']}: {', '.join(d['lines'])}" for d in check["drift"])
+    return f"PostgreSQL/Redis: DRIFT ({when}): {details}; run `manage.py reconcile --repair`"
+
+
 def figures_table(figures: dict, width: int = 80) -> Table:
     """The war room's figures as a terminal table no wider than ``width``.
 
@@ -286,6 +301,8 @@ def figures_table(figures: dict, width: int = 80) -> Table:
         notes.append("Locations not shown at this width.")
     elif prefix:
         notes.append(f"Locations without {prefix.strip()!r}.")
-    notes.append(f"Errors outside the script (all slots): {_rate(errors['rate'])}/s; totals: {detail}")
+    notes.append(f"Errors outside the script (all slots): {_rate(errors['rate'])}/s; totals: {detail}.")
+    if "consistency" in figures:
+        notes.append(consistency_line(figures["consistency"]))
     table.caption = " ".join(notes)
     return table
