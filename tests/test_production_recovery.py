@@ -23,7 +23,7 @@ from queueing.services import audit, catalog, clock, heal
 from queueing.tests.test_storm import make_buyers, one_ticket_per_person_and_day
 from tests.factory import make_slot
 from tests.live import free_port, logged_process, poll, wait_for
-from tests.redis_server import private_redis
+from tests.private_redis import PrivateRedis
 from tests.storm import storm
 from wartiket.redis_client import reset_redis
 
@@ -34,8 +34,8 @@ BUYERS = 1000
 
 
 def test_the_production_recipe_heals_a_redis_restarted_empty_mid_war_and_ends_exact(settings, tmp_path):
-    with private_redis(tmp_path) as redis_server:
-        settings.REDIS_URL = redis_server.url
+    with PrivateRedis(tmp_path / "redis", appendonly=False) as redis_server:
+        settings.REDIS_URL = redis_server.url()
         reset_redis()
         catalog._local.clear()
         heal.mark_built()
@@ -46,7 +46,8 @@ def test_the_production_recipe_heals_a_redis_restarted_empty_mid_war_and_ends_ex
         body = {"location_id": slot.location.slug, "time_slot": slot.time_label, "date": slot.date.isoformat()}
 
         port = free_port()
-        env = {"TEST_REDIS_URL": redis_server.url, "CELERY_BROKER_URL": redis_server.url, "WAR_RATE_LIMIT_IP": "0"}
+        url = redis_server.url()
+        env = {"TEST_REDIS_URL": url, "CELERY_BROKER_URL": url, "WAR_RATE_LIMIT_IP": "0"}
         recipe = dict(production.recipe(http_bind=f"127.0.0.1:{port}", schedule=str(tmp_path / "beat"), workers=2))
         # Several gunicorns on one machine (other test runs) must not share its per-user control socket.
         web = [*production.runnable(recipe["web"]), "--no-control-socket"]

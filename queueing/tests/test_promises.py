@@ -23,8 +23,9 @@ from queueing.models import Slot, Ticket
 from queueing.services import catalog, heal, quota, reconcile, slots
 from queueing.services.store import datetime_to_ms, slot_keys
 from tests.factory import make_slot, make_user, token_client, war_body
-from tests.redis_server import private_redis
+from tests.private_redis import PrivateRedis
 from wartiket.redis_client import get_redis, reset_redis
+from wartiket.tests.faults import point_app_at
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -42,10 +43,13 @@ def same_day_slots() -> tuple[Slot, Slot]:
 
 def use_redis(settings, url: str) -> None:
     """Point this process (war engine client, cache and sessions) at another Redis server."""
-    settings.REDIS_URL = url
-    settings.CACHES = {**settings.CACHES, "default": {**settings.CACHES["default"], "LOCATION": url}}
-    reset_redis()
+    point_app_at(settings, url)
     catalog._local.clear()
+
+
+def private_redis(folder):
+    """A private server whose data lives only in the dumps a test takes (see PrivateRedis)."""
+    return PrivateRedis(folder, appendonly=False)
 
 
 # --- One ticket per person per war day, in PostgreSQL ------------------------------------------------
@@ -152,7 +156,7 @@ def test_after_redis_lost_everything_rebuilding_one_slot_rebuilds_the_whole_war_
 
 def test_a_redis_restarted_from_an_older_dump_is_distrusted_refused_by_postgres_and_rebuilt(settings, tmp_path):
     with private_redis(tmp_path) as server:
-        use_redis(settings, server.url)
+        use_redis(settings, server.url())
         heal.mark_built()
         ten, two = same_day_slots()
         buyer = make_user()
@@ -185,7 +189,7 @@ def test_a_redis_restarted_from_an_older_dump_is_distrusted_refused_by_postgres_
 
 def test_a_redis_restarted_empty_answers_not_ready_until_it_heals_itself(settings, tmp_path):
     with private_redis(tmp_path) as server:
-        use_redis(settings, server.url)
+        use_redis(settings, server.url())
         heal.mark_built()
         slot = make_slot(quota_size=3)
         holder, late = make_user(), make_user()
@@ -221,7 +225,7 @@ def slot_change_form(slot: Slot, opens: datetime.datetime) -> dict:
 
 def test_postponing_a_war_while_redis_pauses_writes_never_lets_it_open_at_the_old_time(settings, tmp_path, client):
     with private_redis(tmp_path) as server:
-        use_redis(settings, server.url)
+        use_redis(settings, server.url())
         heal.mark_built()
         slot = make_slot(quota_size=5, opens_in=-30)
         staff = make_user(is_staff=True, is_superuser=True)

