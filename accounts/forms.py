@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
@@ -12,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User
 from accounts.services import nik as nik_service
+from accounts.services import throttle
 from accounts.validators import validate_nik
 
 # Friendlier words for each refusal code of ``validate_nik``: what is wrong and where to look.
@@ -196,3 +198,11 @@ class LoginForm(BootstrapMixin, AuthenticationForm):
 
     def clean_username(self):
         return self.cleaned_data["username"].strip().lower()
+
+    def get_invalid_login_error(self):
+        # django-axes refused the attempt before checking the password: say so, and for how long.
+        if getattr(self.request, "axes_locked_out", False):
+            wait = throttle.login_retry_after(self.request, self.cleaned_data.get("username"))
+            wait = wait or settings.WAR_LOGIN_LOCKOUT_SECONDS
+            return ValidationError(throttle.lockout_message(wait), code="locked_out")
+        return super().get_invalid_login_error()
