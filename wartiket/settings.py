@@ -182,6 +182,20 @@ WAR_LOGIN_FAILURES_PER_IP = envint("WAR_LOGIN_FAILURES_PER_IP", 300)
 WAR_LOGIN_LOCKOUT_SECONDS = envint("WAR_LOGIN_LOCKOUT_SECONDS", 300)
 # New accounts per client address per day (Asia/Jakarta), counted in Redis.
 WAR_REGISTRATIONS_PER_IP_PER_DAY = envint("WAR_REGISTRATIONS_PER_IP_PER_DAY", 20)
+# Proof of work (ALTCHA, accounts/services/challenge.py): always for sign-ups; for logins and tokens only
+# after this many recent failures for the account / from the address (so a first login is a plain request).
+WAR_POW_ENABLED = envbool("WAR_POW_ENABLED", True)
+WAR_LOGIN_POW_AFTER_FAILURES = envint("WAR_LOGIN_POW_AFTER_FAILURES", 3)
+WAR_LOGIN_POW_AFTER_IP_FAILURES = envint("WAR_LOGIN_POW_AFTER_IP_FAILURES", 30)
+# Difficulty: the counter to find lies in [MAX/2, MAX), each try costing WAR_POW_COST PBKDF2-SHA256 rounds
+# (~3/4 x 5000 x 1000 rounds: a second or two of a phone's CPU). The suite solves hundreds of challenges: it
+# lowers the work, never the verification.
+WAR_POW_MAX_NUMBER = envint("WAR_POW_MAX_NUMBER", 40 if TESTING else 5000)
+WAR_POW_COST = envint("WAR_POW_COST", 10 if TESTING else 1000)
+# Seconds a challenge stays valid (the page solves it on load; a person may take a while to fill the form).
+WAR_POW_EXPIRES_SECONDS = envint("WAR_POW_EXPIRES_SECONDS", 1800)
+# HMAC key signing challenges; default: derived from DJANGO_SECRET_KEY.
+WAR_POW_HMAC_KEY = env("WAR_POW_HMAC_KEY")
 AXES_HANDLER = "accounts.services.throttle.AxesHandler"
 AXES_CACHE = "default"  # Redis (django-redis), shared by every process
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
