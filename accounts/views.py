@@ -14,7 +14,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 
 from accounts.forms import LoginForm, ProfileForm, RegisterForm
-from accounts.services import signup
+from accounts.services import challenge, signup
 
 TELEGRAM_TEMPLATE = "notifications/telegram_connect.html"
 
@@ -57,15 +57,20 @@ def register(request):
         signup.not_made(request)
     if refusal is not None:
         return signup.refused(
-            request, "accounts/register.html", {"form": form, "next": _next_url(request, "")}, refusal
+            request, "accounts/register.html", {"form": form, "next": _next_url(request, ""), "altcha": True}, refusal
         )
-    return render(request, "accounts/register.html", {"form": form, "next": _next_url(request, "")})
+    return render(request, "accounts/register.html", {"form": form, "next": _next_url(request, ""), "altcha": True})
 
 
 class LoginView(auth_views.LoginView):
     template_name = "accounts/login.html"
     authentication_form = LoginForm
     redirect_authenticated_user = True
+
+    def get_context_data(self, **kwargs):
+        # The proof-of-work widget, once this account or address must show one (after recent failures).
+        email = (self.request.POST.get("username") or "").strip().lower()
+        return super().get_context_data(**kwargs) | {"altcha": challenge.login_needs_proof(self.request, email)}
 
 
 class LogoutView(auth_views.LogoutView):

@@ -1,7 +1,7 @@
-"""What a sign-up must pass before an account is written: the per-address daily limit.
+"""What a sign-up must pass before an account is written: the per-address daily limit and a proof of work.
 
 The register view asks ``gate`` first; a refusal is shown on the form with its status (429 + Retry-After for
-the limit) and nothing is written.
+the limit, 403 for a missing or bad proof) and nothing is written.
 """
 
 from __future__ import annotations
@@ -9,9 +9,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.shortcuts import render
+from django.utils.translation import gettext_lazy as _
 
-from accounts.services import throttle
+from accounts.services import challenge, throttle
+from queueing.services.errors import ReservationError
 from wartiket.http import client_ip
+
+# What the page says when its proof of work is missing or refused (the widget solves it in the background).
+PROOF_MESSAGES = {
+    "challenge_required": _(
+        "Pemeriksaan anti-bot belum selesai. Tunggu tanda centang \u201cTerverifikasi\u201d lalu kirim lagi."
+    ),
+    "challenge_invalid": _("Pemeriksaan anti-bot gagal atau kedaluwarsa. Tunggu tanda centang lalu kirim lagi."),
+}
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,10 @@ def gate(request, form) -> Refusal | None:
     ip = client_ip(request)
     if wait := throttle.registration_wait(ip):
         return Refusal(429, throttle.registration_message(wait), wait)
+    try:
+        challenge.verify_request(request)
+    except ReservationError as exc:
+        return Refusal(exc.status, str(PROOF_MESSAGES[exc.code]))
     if not form.is_valid():
         return None  # the form explains itself; nothing counted
     if wait := throttle.take_registration(ip):

@@ -91,7 +91,7 @@ def login_failures(request, email: str) -> tuple[int, int]:
     """Recent failed logins (account, client address) for an attempt at ``email`` from this request."""
     AxesProxyHandler.update_request(request)
     (_k1, account, _l1), (_k2, address, _l2) = _handler().counts(request, _credentials(email))
-    return account, address
+    return (account if email else 0), address
 
 
 def login_retry_after(request, email: str | None = None) -> int:
