@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 from accounts.models import ApiToken, User
 from accounts.validators import make_nik
 from tests.factory import make_user
+from tests.pow import solved_header
 
 pytestmark = pytest.mark.django_db
 
@@ -25,15 +26,20 @@ def token_request(email: str, password: str, *, ip: str = "10.20.30.40", name: s
 
 
 def token_request_solving(email: str, password: str, **kwargs):
-    return token_request(email, password, **kwargs)
+    """A token request as a careful API client makes it: solving the proof of work whenever asked for one."""
+    response = token_request(email, password, **kwargs)
+    if response.status_code == 403 and response.json()["code"] == "challenge_required":
+        response = token_request(email, password, HTTP_X_ALTCHA=solved_header(), **kwargs)
+    return response
 
 
-def login_post(client: Client, email: str, password: str, *, ip: str = "10.20.30.40", **extra):
-    return client.post("/accounts/login/", {"username": email, "password": password}, REMOTE_ADDR=ip, **extra)
+def login_post(client: Client, email: str, password: str, *, ip: str = "10.20.30.40", **fields):
+    return client.post("/accounts/login/", {"username": email, "password": password, **fields}, REMOTE_ADDR=ip)
 
 
 def login_post_solving(client: Client, email: str, password: str, **kwargs):
-    return login_post(client, email, password, **kwargs)
+    """The login form as the page sends it once the widget has solved (it is sent whether asked for or not)."""
+    return login_post(client, email, password, altcha=solved_header(), **kwargs)
 
 
 # --- The token API -----------------------------------------------------------------------------------------
@@ -171,6 +177,7 @@ def register(client: Client, serial: int, *, ip: str = "10.1.1.1", meta: dict | 
         "password1": "emas-antre-2026!",
         "password2": "emas-antre-2026!",
     }
+    data["altcha"] = solved_header()
     return client.post("/accounts/register/", data | extra, REMOTE_ADDR=ip, **(meta or {}))
 
 
