@@ -5,6 +5,7 @@ from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import ApiToken, NikChange, User
+from accounts.services import abuse
 from accounts.services import nik as nik_service
 
 
@@ -46,6 +47,7 @@ class UserAdmin(BaseUserAdmin):
     list_display = ["email", "full_name", "nik", "phone", "is_staff", "is_rehearsal"]
     list_filter = ["is_staff", "is_active", "is_rehearsal"]
     search_fields = ["email", "full_name", "nik", "phone"]
+    actions = ["disable_accounts"]
     fieldsets = [
         (None, {"fields": ["email", "password"]}),
         (_("Profil"), {"fields": ["full_name", "nik", "nik_change_reason", "phone"]}),
@@ -63,6 +65,15 @@ class UserAdmin(BaseUserAdmin):
             )
             return
         super().save_model(request, obj, form, change)
+
+    @admin.action(description=_("Nonaktifkan akun dan batalkan tiket aktifnya"), permissions=["change"])
+    def disable_accounts(self, request, queryset):
+        cancelled = sum(len(abuse.disable(user, by=request.user)) for user in queryset)
+        self.message_user(
+            request,
+            _("%(users)d akun dinonaktifkan, %(tickets)d tiket dibatalkan.")
+            % {"users": len(queryset), "tickets": cancelled},
+        )
 
     add_fieldsets = [
         (None, {"classes": ["wide"], "fields": ["email", "full_name", "usable_password", "password1", "password2"]})

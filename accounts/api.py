@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth import authenticate
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -8,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import ApiToken
+from accounts.services import challenge, throttle
 from wartiket.api_errors import error_response, error_responses
 
 WRONG_CREDENTIALS = _("Email atau kata sandi salah.")
@@ -22,7 +24,12 @@ class TokenRequestSerializer(serializers.Serializer):
 class ObtainTokenView(APIView):
     """Trade your email and password for an API token.
 
-    The token is shown once: keep it. Send it as `Authorization: Token <token>`.
+    The token is shown once: keep it. Send it as `Authorization: Token <token>`. Asking again with the same
+    `name` (default `api`) replaces that token: the old one stops working.
+
+    Too many wrong passwords for the account or from the address: 429 `locked_out` with Retry-After. After
+    a few recent failures, a proof of work is required first: solve `GET /api/challenge` and send it in the
+    `X-Altcha` header (403 `challenge_required` / `challenge_invalid` otherwise).
     """
 
     authentication_classes = []
@@ -33,16 +40,58 @@ class ObtainTokenView(APIView):
         responses={
             201: inline_serializer("Token", {"token": serializers.CharField()}),
             **error_responses(
-                "invalid", "malformed_json", "not_authenticated", "too_large", "unsupported_media_type", "unavailable"
+                "invalid",
+                "malformed_json",
+                "not_authenticated",
+                "locked_out",
+                "challenge_required",
+                "challenge_invalid",
+                "too_large",
+                "unsupported_media_type",
+                "unavailable",
             ),
         },
     )
     def post(self, request):
         form = TokenRequestSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        user = authenticate(
-            request, email=form.validated_data["email"].lower(), password=form.validated_data["password"]
-        )
+        email = form.validated_data["email"].lower()
+        # The Django request, not DRF's wrapper: django-axes counts and locks on it (accounts/services/throttle.py).
+        django_request = request._request
+        wait = throttle.login_retry_after(django_request, email)
+        if wait:
+            return error_response("locked_out", retry_after=wait)
+        if challenge.login_needs_proof(django_request, email):
+            challenge.verify(request.META.get(challenge.HEADER))  # challenge_required / challenge_invalid
+        user = authenticate(django_request, email=email, password=form.validated_data["password"])
         if user is None:
+            if getattr(django_request, "axes_locked_out", False):  # locked by a concurrent attempt meanwhile
+                wait = throttle.login_retry_after(django_request, email) or settings.WAR_LOGIN_LOCKOUT_SECONDS
+                return error_response("locked_out", retry_after=wait)
             return error_response("not_authenticated", detail=str(WRONG_CREDENTIALS))
-        return Response({"token": ApiToken.issue(user, form.validated_data["name"])}, status=201)
+        return Response({"token": ApiToken.replace(user, form.validated_data["name"])}, status=201)
+
+
+class ChallengeView(APIView):
+    """A proof-of-work challenge (ALTCHA v2, PBKDF2/SHA-256), signed and expiring.
+
+    Find the counter whose derived key matches (the `altcha` Python package: `altcha.solve_challenge`), then
+    send `base64(JSON {"challenge": …, "solution": …})` in the `X-Altcha` header (API) or the `altcha` form
+    field (pages, done by the widget). Each solution is accepted once.
+    """
+
+    authentication_classes = []
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(
+        responses={
+            200: inline_serializer(
+                "Challenge", {"parameters": serializers.JSONField(), "signature": serializers.CharField()}
+            ),
+            **error_responses("unavailable"),
+        }
+    )
+    def get(self, request):
+        response = Response(challenge.new())
+        response["Cache-Control"] = "no-store"  # one challenge per client, never from a shared cache
+        return response

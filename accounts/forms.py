@@ -5,14 +5,17 @@ from __future__ import annotations
 import re
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User
+from accounts.services import challenge, signup, throttle
 from accounts.services import nik as nik_service
 from accounts.validators import validate_nik
+from queueing.services.errors import ReservationError
 
 # Friendlier words for each refusal code of ``validate_nik``: what is wrong and where to look.
 NIK_MESSAGES = {
@@ -196,3 +199,22 @@ class LoginForm(BootstrapMixin, AuthenticationForm):
 
     def clean_username(self):
         return self.cleaned_data["username"].strip().lower()
+
+    def clean(self):
+        # After a few recent failures for this account or address, no password is checked without a proof of
+        # work (accounts/services/challenge.py); the page then carries the widget, which solves it unseen.
+        username = self.cleaned_data.get("username")
+        if username and challenge.login_needs_proof(self.request, username):
+            try:
+                challenge.verify_request(self.request)
+            except ReservationError as exc:
+                raise ValidationError(signup.PROOF_MESSAGES[exc.code], code=exc.code) from None
+        return super().clean()
+
+    def get_invalid_login_error(self):
+        # django-axes refused the attempt before checking the password: say so, and for how long.
+        if getattr(self.request, "axes_locked_out", False):
+            wait = throttle.login_retry_after(self.request, self.cleaned_data.get("username"))
+            wait = wait or settings.WAR_LOGIN_LOCKOUT_SECONDS
+            return ValidationError(throttle.lockout_message(wait), code="locked_out")
+        return super().get_invalid_login_error()

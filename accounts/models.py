@@ -4,7 +4,7 @@ import hashlib
 import secrets
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
-from django.db import models
+from django.db import models, transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -45,6 +45,8 @@ class User(AbstractBaseUser, PermissionsMixin):
     # Buyers made by `simulate_war`; `simulate_war --cleanup` removes them and their tickets.
     is_rehearsal = models.BooleanField(_("pembeli latihan"), default=False, db_index=True)
     date_joined = models.DateTimeField(_("terdaftar sejak"), default=timezone.now)
+    # The client address that made the account (wartiket.http.client_ip): staff's abuse signals group by it.
+    registered_ip = models.GenericIPAddressField(_("IP pendaftaran"), null=True, blank=True, db_index=True)
 
     objects = UserManager()
 
@@ -140,3 +142,16 @@ class ApiToken(models.Model):
         token, raw = cls.build(user, name)
         token.save()
         return raw
+
+    @classmethod
+    def replace(cls, user: User, name: str = "") -> str:
+        """A new token named ``name`` that takes the place of the user's token(s) of that name.
+
+        Asking again (a script run each morning) must not pile up live tokens. The old ones are deleted, which
+        drops them from the identity cache at once (``accounts.signals``).
+        """
+        with transaction.atomic():
+            # Two requests for the same name at once: the row lock makes the second see the first's token.
+            User.objects.select_for_update().filter(pk=user.pk).first()
+            cls.objects.filter(user=user, name=name).delete()
+            return cls.issue(user, name)

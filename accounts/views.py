@@ -14,6 +14,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 
 from accounts.forms import LoginForm, ProfileForm, RegisterForm
+from accounts.services import challenge, signup
 
 TELEGRAM_TEMPLATE = "notifications/telegram_connect.html"
 
@@ -40,7 +41,9 @@ def register(request):
     if request.user.is_authenticated:
         return redirect(_next_url(request, "queueing:home"))
     form = RegisterForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    # Proof of work and the per-address daily limit (accounts/services/signup.py), before anything is written.
+    refusal = signup.gate(request, form) if request.method == "POST" else None
+    if refusal is None and request.method == "POST" and form.is_valid():
         # Account and sign-in as one step: if the session store is down, the 503 keeps no account the
         # buyer would then find "already registered" on retrying.
         with transaction.atomic():
@@ -51,13 +54,23 @@ def register(request):
             welcome = _("Selamat datang, %(name)s! Akun Anda siap ikut war.") % {"name": user.full_name}
             messages.success(request, welcome)
             return redirect(_next_url(request, "queueing:home"))
-    return render(request, "accounts/register.html", {"form": form, "next": _next_url(request, "")})
+        signup.not_made(request)
+    if refusal is not None:
+        return signup.refused(
+            request, "accounts/register.html", {"form": form, "next": _next_url(request, ""), "altcha": True}, refusal
+        )
+    return render(request, "accounts/register.html", {"form": form, "next": _next_url(request, ""), "altcha": True})
 
 
 class LoginView(auth_views.LoginView):
     template_name = "accounts/login.html"
     authentication_form = LoginForm
     redirect_authenticated_user = True
+
+    def get_context_data(self, **kwargs):
+        # The proof-of-work widget, once this account or address must show one (after recent failures).
+        email = (self.request.POST.get("username") or "").strip().lower()
+        return super().get_context_data(**kwargs) | {"altcha": challenge.login_needs_proof(self.request, email)}
 
 
 class LogoutView(auth_views.LogoutView):

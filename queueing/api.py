@@ -29,22 +29,13 @@ from queueing.services import clock, quota, reservations, warroom
 from queueing.services.errors import ERRORS, SUCCESS_STATUS, ReservationError
 from queueing.services.store import ms_to_datetime
 from wartiket.api_errors import error_response, error_responses
+from wartiket.http import client_ip
 
 # The war body is ~80 bytes; anything much larger is refused before it is read.
 WAR_MAX_BODY = 4096
 
 # A ticket code as ``new_ticket_code`` prints it, XXXX-XXXX-XXXX in Crockford base32 (URLs and schema).
 TICKET_CODE_PATTERN = "-".join([f"[{CODE_ALPHABET}]{{4}}"] * 3)
-
-
-def client_ip(request) -> str:
-    header = settings.WAR_CLIENT_IP_HEADER
-    if header:
-        # Trust only a header our own proxy sets; its first address is the client it saw.
-        value = request.META.get(header, "").split(",")[0].strip()
-        if value:
-            return value
-    return request.META.get("REMOTE_ADDR", "")
 
 
 # Plainly valid war bodies skip the serializer (profiled: the largest single cost of a refused attempt after

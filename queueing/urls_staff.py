@@ -1,7 +1,8 @@
-"""Staff-only pages (the war room)."""
+"""Staff-only pages (the war room, abuse signals)."""
 
 from django.urls import path
 
+from accounts import staff as accounts_staff
 from queueing import views_staff
 
 app_name = "staff"
@@ -9,4 +10,6 @@ app_name = "staff"
 urlpatterns = [
     path("warroom/", views_staff.warroom_page, name="warroom"),
     path("warroom/<int:slot_id>/", views_staff.warroom_page, name="warroom-slot"),
+    path("abuse/", accounts_staff.abuse_page, name="abuse"),
+    path("abuse/disable/<int:user_id>/", accounts_staff.disable_account, name="abuse-disable"),
 ]

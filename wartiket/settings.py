@@ -7,6 +7,7 @@ Every variable is listed with a one-line comment in ``.env.example``.
 
 from __future__ import annotations
 
+import datetime
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -43,6 +44,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI and Redoc files for /api/docs/ and /api/redoc/, served by us
     "channels",
+    "axes",  # failed-login lockout (accounts/services/throttle.py)
     "accounts",
     "queueing",
     "notifications",
@@ -60,6 +62,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Turns a login refused for lockout into 429 + Retry-After (accounts.services.throttle.lockout_response).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "wartiket.urls"
@@ -164,6 +168,46 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 if TESTING:
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# django-axes first: it refuses a locked-out account or address before any password is checked, so not
+# even the right password gets in during a lockout.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+
+# --- Abuse: login lockout, registration limit, proof of work (docs/fairness.md) -------------------------
+# Failed logins (login page, POST /api/auth/token, admin) are counted in Redis per account and per client
+# address; past either limit both are refused with 429 + Retry-After until the counter expires. The counter
+# lives WAR_LOGIN_LOCKOUT_SECONDS after the latest failure, so that is both the window and the lockout.
+WAR_LOGIN_FAILURES_PER_ACCOUNT = envint("WAR_LOGIN_FAILURES_PER_ACCOUNT", 10)
+# Far higher per address: one carrier-grade NAT address carries hundreds of buyers, some of them mistyping.
+WAR_LOGIN_FAILURES_PER_IP = envint("WAR_LOGIN_FAILURES_PER_IP", 300)
+WAR_LOGIN_LOCKOUT_SECONDS = envint("WAR_LOGIN_LOCKOUT_SECONDS", 300)
+# New accounts per client address per day (Asia/Jakarta), counted in Redis.
+WAR_REGISTRATIONS_PER_IP_PER_DAY = envint("WAR_REGISTRATIONS_PER_IP_PER_DAY", 20)
+# Proof of work (ALTCHA, accounts/services/challenge.py): always for sign-ups; for logins and tokens only
+# after this many recent failures for the account / from the address (so a first login is a plain request).
+WAR_POW_ENABLED = envbool("WAR_POW_ENABLED", True)
+WAR_LOGIN_POW_AFTER_FAILURES = envint("WAR_LOGIN_POW_AFTER_FAILURES", 3)
+WAR_LOGIN_POW_AFTER_IP_FAILURES = envint("WAR_LOGIN_POW_AFTER_IP_FAILURES", 30)
+# Difficulty: the counter to find lies in [MAX/2, MAX), each try costing WAR_POW_COST PBKDF2-SHA256 rounds
+# (~3/4 x 5000 x 1000 rounds: a second or two of a phone's CPU). The suite solves hundreds of challenges: it
+# lowers the work, never the verification.
+WAR_POW_MAX_NUMBER = envint("WAR_POW_MAX_NUMBER", 40 if TESTING else 5000)
+WAR_POW_COST = envint("WAR_POW_COST", 10 if TESTING else 1000)
+# Seconds a challenge stays valid (the page solves it on load; a person may take a while to fill the form).
+WAR_POW_EXPIRES_SECONDS = envint("WAR_POW_EXPIRES_SECONDS", 1800)
+# HMAC key signing challenges; default: derived from DJANGO_SECRET_KEY.
+WAR_POW_HMAC_KEY = env("WAR_POW_HMAC_KEY")
+AXES_HANDLER = "accounts.services.throttle.AxesHandler"
+AXES_CACHE = "default"  # Redis (django-redis), shared by every process
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_FAILURE_LIMIT = WAR_LOGIN_FAILURES_PER_ACCOUNT
+AXES_COOLOFF_TIME = datetime.timedelta(seconds=WAR_LOGIN_LOCKOUT_SECONDS)
+# A locked-out client's further attempts do not extend its lockout: the Retry-After we send stays true.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_USERNAME_CALLABLE = "accounts.services.throttle.username"
+AXES_CLIENT_IP_CALLABLE = "wartiket.http.client_ip"
+AXES_LOCKOUT_CALLABLE = "accounts.services.throttle.lockout_response"
+# The cache handler keeps nothing in PostgreSQL: axes' admin pages would only ever be empty.
+AXES_ENABLE_ADMIN = False
 
 # --- I18N --------------------------------------------------------------------------------------
 LANGUAGE_CODE = "id"
@@ -222,9 +266,11 @@ SPECTACULAR_SETTINGS = {
 WAR_REQUIRE_NIK = envbool("WAR_REQUIRE_NIK", True)
 WAR_ONE_PER_DAY = envbool("WAR_ONE_PER_DAY", True)
 WAR_BYPASS_ENABLED = envbool("WAR_BYPASS_ENABLED", DEBUG)
-# Attempts per window at the war endpoint, counted atomically inside the reservation script.
+# Attempts per window at the war endpoint, counted atomically inside the reservation script. The per-person
+# limit does the real work; the per-IP one only stops a single host's flood: one mobile carrier's CGNAT
+# address carries hundreds of honest buyers, who must not starve each other (docs/fairness.md).
 WAR_RATE_LIMIT_USER = envint("WAR_RATE_LIMIT_USER", 10)
-WAR_RATE_LIMIT_IP = envint("WAR_RATE_LIMIT_IP", 300)
+WAR_RATE_LIMIT_IP = envint("WAR_RATE_LIMIT_IP", 3000)
 WAR_RATE_LIMIT_WINDOW_MS = envint("WAR_RATE_LIMIT_WINDOW_MS", 10_000)
 # Behind a proxy, the header that carries the client address (e.g. HTTP_X_REAL_IP). Empty: REMOTE_ADDR.
 WAR_CLIENT_IP_HEADER = env("WAR_CLIENT_IP_HEADER")
@@ -266,7 +312,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
-    "loggers": {"django.server": {"level": "WARNING"}},
+    # axes: its INFO lines (start-up banner, every successful login) would be noise; failures stay WARNING.
+    "loggers": {"django.server": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
 
 # --- Telegram notifications (issue 4) ---

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path, register_converter
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from accounts.api import ObtainTokenView
+from accounts.api import ChallengeView, ObtainTokenView
 from queueing import api
 
 
@@ -32,6 +32,7 @@ api_patterns = [
     path("tickets", api.MyTicketsView.as_view(), name="tickets"),
     path("tickets/<ticket:code>/cancel", api.CancelTicketView.as_view(), name="ticket-cancel"),
     path("auth/token", ObtainTokenView.as_view(), name="token"),
+    path("challenge", ChallengeView.as_view(), name="challenge"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     # Swagger UI and Redoc, served from this server (drf-spectacular-sidecar's files): no CDN.
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),

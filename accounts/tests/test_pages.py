@@ -10,6 +10,7 @@ from django.test import Client
 from accounts.models import User
 from accounts.validators import make_nik
 from tests.factory import make_slot, make_user
+from tests.pow import solved_header
 
 pytestmark = pytest.mark.django_db
 
@@ -25,6 +26,7 @@ def register(client: Client, **overrides):
         "password1": "emas-antre-2026!",
         "password2": "emas-antre-2026!",
     }
+    data["altcha"] = solved_header()  # what the page's widget sends once it has solved the proof of work
     data.update(overrides)
     return client.post("/accounts/register/" + data.pop("query", ""), data)
 

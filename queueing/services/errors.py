@@ -19,6 +19,9 @@ ERRORS: dict[str, tuple[int, str]] = {
     "bypass_invalid": (403, _("Token bypass tidak valid, kedaluwarsa, atau bukan untuk slot ini.")),
     "forbidden": (403, _("Anda tidak boleh melakukan ini.")),
     "csrf_failed": (403, _("Sesi formulir kedaluwarsa. Muat ulang halaman lalu coba lagi.")),
+    # Proof of work (accounts/services/challenge.py): GET /api/challenge, solve, send it in X-Altcha.
+    "challenge_required": (403, _("Selesaikan tantangan anti-bot dulu (GET /api/challenge, jawaban di X-Altcha).")),
+    "challenge_invalid": (403, _("Jawaban tantangan anti-bot salah, kedaluwarsa, atau sudah dipakai.")),
     "unknown_slot": (404, _("Lokasi atau slot waktu tidak ditemukan.")),
     "not_found": (404, _("Tidak ditemukan.")),
     "method_not_allowed": (405, _("Metode tidak diizinkan.")),
@@ -29,6 +32,8 @@ ERRORS: dict[str, tuple[int, str]] = {
     "uri_too_long": (414, _("Alamat permintaan terlalu panjang.")),
     "unsupported_media_type": (415, _("Kirim permintaan sebagai application/json.")),
     "rate_limited": (429, _("Terlalu banyak percobaan. Coba lagi sebentar lagi.")),
+    # Login and token requests after too many wrong passwords (accounts/services/throttle.py); see Retry-After.
+    "locked_out": (429, _("Terlalu banyak percobaan masuk yang gagal. Coba lagi setelah waktu tunggu habis.")),
     "server_error": (500, _("Terjadi kesalahan di server. Coba lagi sebentar lagi.")),
     "unavailable": (503, _("Layanan sedang sibuk. Coba lagi dalam beberapa detik.")),
     "not_ready": (503, _("War sedang disiapkan. Coba lagi dalam beberapa detik.")),

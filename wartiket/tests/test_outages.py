@@ -16,9 +16,10 @@ from django.test import Client
 from rest_framework.test import APIRequestFactory
 
 from accounts.models import ApiToken, User
-from accounts.services import identity
+from accounts.services import challenge, identity
 from queueing.models import Ticket
 from tests.factory import make_slot, make_user, war_body
+from tests.pow import solve
 from wartiket import api_errors, middleware
 from wartiket.tests.faults import fill_until_out_of_memory, make_read_only, point_app_at, raised, redis_server
 
@@ -55,7 +56,7 @@ def test_logging_in_while_the_session_store_is_down_is_503(client, redis_cache_d
 
 def test_registering_while_the_session_store_is_down_is_503_and_writes_no_user(client, redis_cache_down):
     before = User.objects.count()
-    response = client.post("/accounts/register/", REGISTRATION)
+    response = client.post("/accounts/register/", {**REGISTRATION, "altcha": solve(challenge.new())})
     assert_unavailable(response)
     assert User.objects.count() == before
 
@@ -165,7 +166,7 @@ def test_postgres_read_only_is_503_on_login_register_and_token_not_500(client):
         # Logging in updates last_login.
         login = client.post("/accounts/login/", {"username": user.email, "password": "antre-dulu-2026"})
         assert_page_unavailable(login)
-        register = client.post("/accounts/register/", REGISTRATION)
+        register = client.post("/accounts/register/", {**REGISTRATION, "altcha": solve(challenge.new())})
         assert_page_unavailable(register)
         token = client.post("/api/auth/token", {"email": user.email, "password": "antre-dulu-2026"}, "application/json")
         assert_api_unavailable(token)
