@@ -7,7 +7,7 @@ import json
 import re
 
 from django.conf import settings
-from django.utils import timezone, translation
+from django.utils import translation
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import permissions, serializers
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -281,10 +281,6 @@ class TimeView(APIView):
         return Response({"server_time": ms_to_datetime(now_ms).isoformat(), "epoch_ms": now_ms})
 
 
-def _upcoming():
-    return Slot.objects.visible().filter(date__gte=timezone.localdate())
-
-
 class SlotListView(APIView):
     """Upcoming slots with their live remaining seats and war times.
 
@@ -297,7 +293,7 @@ class SlotListView(APIView):
         responses={200: SlotSerializer(many=True), **error_responses("not_authenticated", "unavailable")},
     )
     def get(self, request):
-        slots = list(_upcoming())
+        slots = list(Slot.objects.visible().upcoming())
         context = {"remaining": quota.remaining_for(slots)}
         return Response(SlotSerializer(slots, many=True, context=context).data)
 

@@ -50,7 +50,7 @@ class SlotCard:
 
 
 def upcoming_slots(location: Location | None = None) -> QuerySet[Slot]:
-    slots = Slot.objects.visible().filter(date__gte=timezone.localdate())
+    slots = Slot.objects.visible().upcoming()
     if location is not None:
         slots = slots.filter(location=location)
     return slots.order_by("date", "time_label", "location__name")
