@@ -45,6 +45,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     # Buyers made by `simulate_war`; `simulate_war --cleanup` removes them and their tickets.
     is_rehearsal = models.BooleanField(_("pembeli latihan"), default=False, db_index=True)
     date_joined = models.DateTimeField(_("terdaftar sejak"), default=timezone.now)
+    # Set by a PostgreSQL trigger (migration 0004) whenever a fact the identity cache holds changes, however
+    # the change is made (save, QuerySet.update, raw SQL); the cache's listener catches up from it.
+    identity_changed_at = models.DateTimeField(_("identitas berubah"), null=True, editable=False, db_index=True)
 
     objects = UserManager()
 
