@@ -10,19 +10,12 @@ from django.db import IntegrityError, transaction
 from django.shortcuts import redirect, render
 from django.template import TemplateDoesNotExist
 from django.template.loader import get_template
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 
 from accounts.forms import LoginForm, ProfileForm, RegisterForm
+from wartiket.http import safe_next
 
 TELEGRAM_TEMPLATE = "notifications/telegram_connect.html"
-
-
-def _next_url(request, default: str) -> str:
-    target = request.POST.get("next") or request.GET.get("next") or ""
-    if url_has_allowed_host_and_scheme(target, {request.get_host()}, require_https=request.is_secure()):
-        return target
-    return default
 
 
 def _save_or_explain(form):
@@ -38,7 +31,7 @@ def _save_or_explain(form):
 
 def register(request):
     if request.user.is_authenticated:
-        return redirect(_next_url(request, "queueing:home"))
+        return redirect(safe_next(request, "queueing:home"))
     form = RegisterForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         # Account and sign-in as one step: if the session store is down, the 503 keeps no account the
@@ -50,8 +43,8 @@ def register(request):
         if user is not None:
             welcome = _("Selamat datang, %(name)s! Akun Anda siap ikut war.") % {"name": user.full_name}
             messages.success(request, welcome)
-            return redirect(_next_url(request, "queueing:home"))
-    return render(request, "accounts/register.html", {"form": form, "next": _next_url(request, "")})
+            return redirect(safe_next(request, "queueing:home"))
+    return render(request, "accounts/register.html", {"form": form, "next": safe_next(request, "")})
 
 
 class LoginView(auth_views.LoginView):
@@ -69,11 +62,11 @@ def profile(request):
     form = ProfileForm(request.POST or None, instance=request.user)
     if request.method == "POST" and form.is_valid() and _save_or_explain(form) is not None:
         messages.success(request, _("Profil disimpan."))
-        return redirect(_next_url(request, "accounts:profile"))
+        return redirect(safe_next(request, "accounts:profile"))
     return render(
         request,
         "accounts/profile.html",
-        {"form": form, "next": _next_url(request, ""), "telegram_template": _telegram_template()},
+        {"form": form, "next": safe_next(request, ""), "telegram_template": _telegram_template()},
     )
 
 

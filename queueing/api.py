@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from accounts.auth import CachedSessionAuthentication, CachedTokenAuthentication
 from accounts.services import identity
-from queueing.models import CODE_ALPHABET, TIME_LABEL_RE, Slot, Ticket
+from queueing.models import CODE_ALPHABET, TIME_LABEL_RE, Slot
 from queueing.serializers import (
     CancelResultSerializer,
     SlotSerializer,
@@ -25,7 +25,7 @@ from queueing.serializers import (
     WarRequestSerializer,
     WarResultSerializer,
 )
-from queueing.services import clock, quota, reservations, warroom
+from queueing.services import clock, pages, quota, reservations, warroom
 from queueing.services.errors import ERRORS, SUCCESS_STATUS, ReservationError
 from queueing.services.store import ms_to_datetime
 from wartiket.api_errors import error_response, error_responses
@@ -317,12 +317,7 @@ class MyTicketsView(APIView):
 
     @extend_schema(responses={200: TicketSerializer(many=True), **error_responses("not_authenticated", "unavailable")})
     def get(self, request):
-        tickets = (
-            Ticket.objects.select_related("slot", "slot__location")
-            .filter(user=request.user)
-            .order_by("-slot__date", "-slot__time_label")
-        )
-        return Response(TicketSerializer(tickets, many=True).data)
+        return Response(TicketSerializer(pages.my_tickets(request.user), many=True).data)
 
 
 class CancelTicketView(APIView):
