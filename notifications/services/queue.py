@@ -2,6 +2,9 @@
 
 A notification is a side effect: if the broker is unreachable, the reservation or the link that caused it
 still stands. The sweeper (``tasks.sweep``) finds what was recorded but never queued.
+
+Tasks are sent by name (``notifications/tasks.py`` registers them), so the services never import the tasks
+module, which imports the services: no import cycle.
 """
 
 from __future__ import annotations
@@ -11,21 +14,21 @@ from functools import partial
 
 from django.db import transaction
 
+from wartiket.celery import app
+
 log = logging.getLogger(__name__)
 
 
 def deliver_after_commit(notification_id: int) -> None:
-    transaction.on_commit(partial(_send_task, "deliver_notification", notification_id))
+    transaction.on_commit(partial(_send_task, "notifications.deliver", notification_id))
 
 
 def ticket_event_after_commit(kind: str, code: str) -> None:
-    transaction.on_commit(partial(_send_task, "ticket_event", kind, code))
+    transaction.on_commit(partial(_send_task, "notifications.ticket_event", kind, code))
 
 
 def _send_task(name: str, *args) -> None:
-    from notifications import tasks  # tasks import the services: import them only when queueing
-
     try:
-        getattr(tasks, name).delay(*args)
+        app.send_task(name, args=args)
     except Exception:  # a broker outage must not fail the reservation that caused this
         log.exception("could not queue %s%s; the sweeper will pick it up", name, args)
