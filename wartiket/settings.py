@@ -7,7 +7,6 @@ Every variable is listed with a one-line comment in ``.env.example``.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -18,8 +17,9 @@ from wartiket.env import database_from_url, env, envbool, envint, envlist
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # The test suite runs the same settings; WAR_TESTING only switches on test-only conveniences
-# (fast password hashing, a separate Redis database, fault-injection hooks).
-TESTING = envbool("WAR_TESTING", "pytest" in sys.modules)
+# (fast password hashing, a separate Redis database, fault-injection hooks). pytest sets it through
+# wartiket/settings_test.py, the servers tests start through tests/live.py, `make test` through devrun.
+TESTING = envbool("WAR_TESTING", False)
 DEBUG = envbool("DJANGO_DEBUG", True)
 
 SECRET_KEY = env("DJANGO_SECRET_KEY")
@@ -142,15 +142,6 @@ CHANNEL_LAYERS = {
     }
 }
 
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL)
-CELERY_RESULT_BACKEND = None
-CELERY_TASK_ACKS_LATE = True
-# A worker killed mid-task must hand the task back, not swallow it (acks_late alone does not).
-CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 300)}
-CELERY_TIMEZONE = "Asia/Jakarta"
-
 # --- Auth --------------------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "/accounts/login/"
@@ -249,27 +240,6 @@ TELEGRAM_BOT_TOKEN = env("TELEGRAM_BOT_TOKEN")
 TELEGRAM_WEBHOOK_SECRET = env("TELEGRAM_WEBHOOK_SECRET")
 TELEGRAM_API_URL = env("TELEGRAM_API_URL")
 TELEGRAM_BOT_USERNAME = env("TELEGRAM_BOT_USERNAME", "WarTiketBot")
-
-# --- Production hardening (active whenever DEBUG is off) -------------------------------------------
-if not DEBUG:
-    SECURE_SSL_REDIRECT = envbool("DJANGO_SECURE_SSL_REDIRECT", True)
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    SECURE_HSTS_SECONDS = envint("DJANGO_SECURE_HSTS_SECONDS", 31_536_000)
-    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
-    SECURE_HSTS_PRELOAD = True
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
-
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
-    "loggers": {"django.server": {"level": "WARNING"}},
-}
-
-# --- Telegram notifications (issue 4) ---
 # A /start link token is valid this long, once.
 TELEGRAM_LINK_TOKEN_MINUTES = envint("TELEGRAM_LINK_TOKEN_MINUTES", 15)
 # Reminders go out this many minutes before a war the user opted in to opens.
@@ -290,6 +260,23 @@ TELEGRAM_RESEND_UNCERTAIN = envbool("TELEGRAM_RESEND_UNCERTAIN", True)
 TELEGRAM_SITE_URL = env("TELEGRAM_SITE_URL", "http://127.0.0.1:8000")
 # Test-only: seconds a delivery waits after claiming, before the HTTP call (so a test can SIGKILL it there).
 TELEGRAM_TEST_PAUSE_BEFORE_SEND = float(env("TELEGRAM_TEST_PAUSE_BEFORE_SEND", "0") or 0) if TESTING else 0.0
+
+# --- Celery: Telegram messages, reminders, self-heal and reconcile in the background ---------------
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL)
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+# A worker killed mid-task must hand the task back, not swallow it (acks_late alone does not).
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TIMEZONE = "Asia/Jakarta"
+# A message a dead worker left unacknowledged is handed out again once older than visibility_timeout; a
+# worker looks for such messages every unacked_restore_interval seconds, scanning on every
+# unacked_restore_throttle-th look (kombu's defaults: 10 and 10).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 300),
+    "unacked_restore_interval": envint("CELERY_UNACKED_RESTORE_INTERVAL", 10),
+    "unacked_restore_throttle": envint("CELERY_UNACKED_RESTORE_THROTTLE", 10),
+}
 CELERY_BEAT_SCHEDULE = {
     "telegram-reminders": {"task": "notifications.send_due_reminders", "schedule": 30.0},
     "telegram-sweep": {"task": "notifications.sweep", "schedule": 60.0},
@@ -301,14 +288,27 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 60},
     },
 }
-# How often a worker looks for messages a dead worker left unacknowledged (kombu's defaults: every
-# 10 s, scanning on every 10th look); a message is handed out again once older than visibility_timeout.
-CELERY_BROKER_TRANSPORT_OPTIONS.update(
-    unacked_restore_interval=envint("CELERY_UNACKED_RESTORE_INTERVAL", 10),
-    unacked_restore_throttle=envint("CELERY_UNACKED_RESTORE_THROTTLE", 10),
-)
 
-# --- Buyer pages (issue 3) ---
+# --- Production hardening (active whenever DEBUG is off) -------------------------------------------
+if not DEBUG:
+    SECURE_SSL_REDIRECT = envbool("DJANGO_SECURE_SSL_REDIRECT", True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = envint("DJANGO_SECURE_HSTS_SECONDS", 31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "loggers": {"django.server": {"level": "WARNING"}},
+}
+
+# --- Buyer pages ------------------------------------------------------------------------------
 # How often `live_quota` reads every slot's counters and pushes the changed ones to open war pages:
 # the longest a viewer waits for a change, and 1000/interval the most messages per second a viewer gets.
 WAR_LIVE_INTERVAL_MS = envint("WAR_LIVE_INTERVAL_MS", 250)
