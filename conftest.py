@@ -6,7 +6,6 @@ import pytest
 
 from accounts.services import identity
 from queueing.services import catalog, clock, heal
-from tests.factory import make_user, token_client
 from wartiket.redis_client import get_redis, reset_redis
 
 
@@ -36,13 +35,3 @@ def clean_redis(settings):
     clock._offset_ms = None
     yield
     reset_redis()
-
-
-@pytest.fixture
-def user(db):
-    return make_user()
-
-
-@pytest.fixture
-def client_for(db):
-    return token_client

@@ -8,14 +8,10 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.db import IntegrityError, transaction
 from django.shortcuts import redirect, render
-from django.template import TemplateDoesNotExist
-from django.template.loader import get_template
 from django.utils.translation import gettext as _
 
 from accounts.forms import LoginForm, ProfileForm, RegisterForm
 from wartiket.http import safe_next
-
-TELEGRAM_TEMPLATE = "notifications/telegram_connect.html"
 
 
 def _save_or_explain(form):
@@ -66,14 +62,5 @@ def profile(request):
     return render(
         request,
         "accounts/profile.html",
-        {"form": form, "next": safe_next(request, ""), "telegram_template": _telegram_template()},
+        {"form": form, "next": safe_next(request, "")},
     )
-
-
-def _telegram_template() -> str | None:
-    """The Telegram issue's connect box, once it exists; until then the profile says it is coming."""
-    try:
-        get_template(TELEGRAM_TEMPLATE)
-    except TemplateDoesNotExist:
-        return None
-    return TELEGRAM_TEMPLATE
