@@ -222,6 +222,9 @@ WAR_CLIENT_IP_HEADER = env("WAR_CLIENT_IP_HEADER")
 WAR_RETRY_AFTER_SECONDS = envint("WAR_RETRY_AFTER_SECONDS", 2)
 # Each war day's reservation journal (a Redis stream read by reconcile) is capped at about this many entries.
 WAR_JOURNAL_MAXLEN = envint("WAR_JOURNAL_MAXLEN", 200_000)
+# A war day's Redis keys expire this many days after the day ends, once none of its wars is still
+# resolvable (queueing/services/expiry.py, hourly). PostgreSQL keeps the tickets for ever.
+WAR_DAY_KEYS_KEEP_DAYS = envint("WAR_DAY_KEYS_KEEP_DAYS", 3)
 # Rebuild Redis from PostgreSQL by itself after it restarted empty or from an older dump
 # (queueing/services/heal.py). Off only for tests that must watch a broken Redis stay broken.
 WAR_SELF_HEAL = envbool("WAR_SELF_HEAL", True)
@@ -287,6 +290,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(WAR_RECONCILE_INTERVAL),
         "options": {"expires": 60},
     },
+    "war-expire-days": {"task": "queueing.expire_war_days", "schedule": 3600.0, "options": {"expires": 3600}},
 }
 
 # --- Production hardening (active whenever DEBUG is off) -------------------------------------------
