@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import pytest
 
+from accounts.services import identity
 from queueing.services import catalog, clock, heal
-from tests.factory import make_user, token_client
 from wartiket.redis_client import get_redis, reset_redis
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup):
+    """pytest-django's test database, and at its end this process's identity listener stopped first:
+    its open connection would keep the test database from being dropped."""
+    yield
+    identity.listener.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -27,13 +35,3 @@ def clean_redis(settings):
     clock._offset_ms = None
     yield
     reset_redis()
-
-
-@pytest.fixture
-def user(db):
-    return make_user()
-
-
-@pytest.fixture
-def client_for(db):
-    return token_client

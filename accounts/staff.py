@@ -10,7 +10,7 @@ from django.views.decorators.http import require_POST
 
 from accounts.models import User
 from accounts.services import abuse
-from queueing.views_staff import staff_required
+from queueing.staff.views import staff_required
 
 
 @staff_required

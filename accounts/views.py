@@ -8,22 +8,11 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.db import IntegrityError, transaction
 from django.shortcuts import redirect, render
-from django.template import TemplateDoesNotExist
-from django.template.loader import get_template
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 
 from accounts.forms import LoginForm, ProfileForm, RegisterForm
 from accounts.services import challenge, signup
-
-TELEGRAM_TEMPLATE = "notifications/telegram_connect.html"
-
-
-def _next_url(request, default: str) -> str:
-    target = request.POST.get("next") or request.GET.get("next") or ""
-    if url_has_allowed_host_and_scheme(target, {request.get_host()}, require_https=request.is_secure()):
-        return target
-    return default
+from wartiket.http import safe_next
 
 
 def _save_or_explain(form):
@@ -39,7 +28,7 @@ def _save_or_explain(form):
 
 def register(request):
     if request.user.is_authenticated:
-        return redirect(_next_url(request, "queueing:home"))
+        return redirect(safe_next(request, "queueing:home"))
     form = RegisterForm(request.POST or None)
     # Proof of work and the per-address daily limit (accounts/services/signup.py), before anything is written.
     refusal = signup.gate(request, form) if request.method == "POST" else None
@@ -53,13 +42,13 @@ def register(request):
         if user is not None:
             welcome = _("Selamat datang, %(name)s! Akun Anda siap ikut war.") % {"name": user.full_name}
             messages.success(request, welcome)
-            return redirect(_next_url(request, "queueing:home"))
+            return redirect(safe_next(request, "queueing:home"))
         signup.not_made(request)
     if refusal is not None:
         return signup.refused(
-            request, "accounts/register.html", {"form": form, "next": _next_url(request, ""), "altcha": True}, refusal
+            request, "accounts/register.html", {"form": form, "next": safe_next(request, ""), "altcha": True}, refusal
         )
-    return render(request, "accounts/register.html", {"form": form, "next": _next_url(request, ""), "altcha": True})
+    return render(request, "accounts/register.html", {"form": form, "next": safe_next(request, ""), "altcha": True})
 
 
 class LoginView(auth_views.LoginView):
@@ -82,18 +71,9 @@ def profile(request):
     form = ProfileForm(request.POST or None, instance=request.user)
     if request.method == "POST" and form.is_valid() and _save_or_explain(form) is not None:
         messages.success(request, _("Profil disimpan."))
-        return redirect(_next_url(request, "accounts:profile"))
+        return redirect(safe_next(request, "accounts:profile"))
     return render(
         request,
         "accounts/profile.html",
-        {"form": form, "next": _next_url(request, ""), "telegram_template": _telegram_template()},
+        {"form": form, "next": safe_next(request, "")},
     )
-
-
-def _telegram_template() -> str | None:
-    """The Telegram issue's connect box, once it exists; until then the profile says it is coming."""
-    try:
-        get_template(TELEGRAM_TEMPLATE)
-    except TemplateDoesNotExist:
-        return None
-    return TELEGRAM_TEMPLATE

@@ -5,24 +5,20 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import re
 
-import qrcode
-import qrcode.image.svg
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, JsonResponse
+from django.http import JsonResponse
 from django.shortcuts import redirect, render
-from django.utils.html import escape
-from django.utils.http import url_has_allowed_host_and_scheme
-from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from notifications.services import linking, telegram
+from wartiket.http import safe_next
+from wartiket.qr import qr_svg
 
 log = logging.getLogger(__name__)
 
@@ -33,25 +29,6 @@ WEBHOOK_ERRORS = {
 }
 
 
-_SVG_SIZE = re.compile(r'\s(width|height)="[^"]*"')
-
-
-def _qr_svg(link: str) -> SafeString:
-    """The deep link as an inline SVG QR code, for linking from a desktop browser with a phone."""
-    image = qrcode.make(link, image_factory=qrcode.image.svg.SvgPathImage, border=2)
-    svg = _SVG_SIZE.sub("", image.to_string(encoding="unicode"), count=2)
-    label = escape(_("Kode QR tautan Telegram"))
-    # Safe: qrcode's own markup plus an escaped label.
-    return mark_safe(svg.replace("<svg ", f'<svg role="img" aria-label="{label}" ', 1))  # noqa: S308
-
-
-def _back(request: HttpRequest) -> str:
-    target = request.POST.get("next") or request.GET.get("next") or ""
-    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
-        return target
-    return "/"
-
-
 @never_cache
 @login_required
 @require_POST
@@ -59,15 +36,15 @@ def connect(request):
     """Issue a one-time link token and show its deep link (the token is shown once, never stored raw)."""
     if not telegram.enabled():
         messages.warning(request, _("Notifikasi Telegram belum diaktifkan di server ini."))
-        return redirect(_back(request))
+        return redirect(safe_next(request, "/"))
     raw, token = linking.issue_token(request.user)
     context = {
         "deep_link": linking.deep_link(raw),
-        "qr_svg": _qr_svg(linking.deep_link(raw)),
+        "qr_svg": qr_svg(linking.deep_link(raw), _("Kode QR tautan Telegram")),
         "bot_username": settings.TELEGRAM_BOT_USERNAME,
         "expires_at": token.expires_at,
         "minutes": settings.TELEGRAM_LINK_TOKEN_MINUTES,
-        "back": _back(request),
+        "back": safe_next(request, "/"),
     }
     return render(request, "notifications/connect.html", context)
 
@@ -77,7 +54,7 @@ def connect(request):
 def disconnect(request):
     if linking.unlink_user(request.user):
         messages.success(request, _("Telegram sudah diputus dari akunmu."))
-    return redirect(_back(request))
+    return redirect(safe_next(request, "/"))
 
 
 def _webhook_error(code: str) -> JsonResponse:

@@ -7,7 +7,7 @@ import json
 import re
 
 from django.conf import settings
-from django.utils import timezone, translation
+from django.utils import translation
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import permissions, serializers
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 
 from accounts.auth import CachedSessionAuthentication, CachedTokenAuthentication
 from accounts.services import identity
-from queueing.models import CODE_ALPHABET, TIME_LABEL_RE, Slot, Ticket
+from queueing.models import CODE_ALPHABET, TIME_LABEL_RE, Slot
 from queueing.serializers import (
     CancelResultSerializer,
     SlotSerializer,
@@ -25,7 +25,7 @@ from queueing.serializers import (
     WarRequestSerializer,
     WarResultSerializer,
 )
-from queueing.services import clock, quota, reservations, warroom
+from queueing.services import clock, pages, quota, reservations, warroom
 from queueing.services.errors import ERRORS, SUCCESS_STATUS, ReservationError
 from queueing.services.store import ms_to_datetime
 from wartiket.api_errors import error_response, error_responses
@@ -272,10 +272,6 @@ class TimeView(APIView):
         return Response({"server_time": ms_to_datetime(now_ms).isoformat(), "epoch_ms": now_ms})
 
 
-def _upcoming():
-    return Slot.objects.visible().filter(date__gte=timezone.localdate())
-
-
 class SlotListView(APIView):
     """Upcoming slots with their live remaining seats and war times.
 
@@ -288,7 +284,7 @@ class SlotListView(APIView):
         responses={200: SlotSerializer(many=True), **error_responses("not_authenticated", "unavailable")},
     )
     def get(self, request):
-        slots = list(_upcoming())
+        slots = list(Slot.objects.visible().upcoming())
         context = {"remaining": quota.remaining_for(slots)}
         return Response(SlotSerializer(slots, many=True, context=context).data)
 
@@ -312,12 +308,7 @@ class MyTicketsView(APIView):
 
     @extend_schema(responses={200: TicketSerializer(many=True), **error_responses("not_authenticated", "unavailable")})
     def get(self, request):
-        tickets = (
-            Ticket.objects.select_related("slot", "slot__location")
-            .filter(user=request.user)
-            .order_by("-slot__date", "-slot__time_label")
-        )
-        return Response(TicketSerializer(tickets, many=True).data)
+        return Response(TicketSerializer(pages.my_tickets(request.user), many=True).data)
 
 
 class CancelTicketView(APIView):

@@ -63,10 +63,43 @@ class Location(models.Model):
         return self.name
 
 
+# A war stays current this long after it closed: the war API still resolves it (late callers hear "closed",
+# not "unknown slot"), pages and /api/slots still list it as closed, heal and reconcile still look after it.
+KEEP_AFTER_CLOSE = datetime.timedelta(days=2)
+
+
 class SlotQuerySet(models.QuerySet):
+    """Which slots: the one place each caller's choice is written.
+
+    ``visible()`` (buyers) and ``resolvable()`` (the war API) say *where*; ``upcoming()`` says *when*.
+    Combine them: pages and ``/api/slots`` list ``visible().upcoming()``, the war catalog holds
+    ``resolvable().upcoming()``, heal and reconcile keep Redis right for every ``upcoming()`` slot.
+    """
+
     def visible(self) -> SlotQuerySet:
-        """Slots buyers may see (pages, ``/api/slots``): at active, non-rehearsal locations, location joined."""
+        """Slots buyers may see (pages, ``/api/slots``, Telegram): at active, non-rehearsal locations."""
         return self.select_related("location").filter(location__active=True, location__is_rehearsal=False)
+
+    def resolvable(self) -> SlotQuerySet:
+        """Slots the war API may resolve: at active locations, the rehearsal location included."""
+        return self.select_related("location").filter(location__active=True)
+
+    def upcoming(self, now: datetime.datetime | None = None) -> SlotQuerySet:
+        """Slots whose war is not over, or over for less than ``KEEP_AFTER_CLOSE``."""
+        return self.closing_after((now or timezone.now()) - KEEP_AFTER_CLOSE)
+
+    def closing_after(self, moment: datetime.datetime) -> SlotQuerySet:
+        """Slots whose war closes after ``moment`` (``Slot.closes_at > moment``), decided in SQL.
+
+        ``closes_at`` is ``war_closes_at``, else the slot's start: its date and HH:MM label in the default
+        time zone, minute precision. A start is after ``moment`` exactly when (date, label) is after
+        ``moment``'s local date and minute; zero-padded labels compare as strings. (Asia/Jakarta has no
+        daylight saving, so local minutes are unambiguous.)
+        """
+        local = timezone.localtime(moment, timezone.get_default_timezone())
+        label = f"{local:%H:%M}"
+        starts_after = Q(date__gt=local.date()) | Q(date=local.date(), time_label__gt=label)
+        return self.filter(Q(war_closes_at__gt=moment) | (Q(war_closes_at__isnull=True) & starts_after))
 
 
 class Slot(models.Model):

@@ -1,11 +1,11 @@
-"""Celery tasks of the war engine: thin wrappers around services/heal.py and services/reconcile.py."""
+"""Celery tasks of the war engine: thin wrappers around services/heal.py, reconcile.py and expiry.py."""
 
 from __future__ import annotations
 
 from celery import shared_task
 from django.conf import settings
 
-from queueing.services import heal, reconcile
+from queueing.services import expiry, heal, reconcile
 
 
 @shared_task(name="queueing.heal", ignore_result=True)
@@ -19,3 +19,9 @@ def heal_task() -> None:
 def reconcile_task() -> None:
     """Compare PostgreSQL with Redis for every upcoming slot; record the result; repair what is safe."""
     reconcile.record(reconcile.reconcile(repair=settings.WAR_RECONCILE_REPAIR))
+
+
+@shared_task(name="queueing.expire_war_days", ignore_result=True)
+def expire_war_days_task() -> int:
+    """Give the Redis keys of war days that are over their expiry; returns how many keys were touched."""
+    return sum(day.keys for day in expiry.expire_war_days())

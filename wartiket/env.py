@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from django.core.exceptions import ImproperlyConfigured
+
 
 def env(name: str, default: str = "") -> str:
     file_path = os.environ.get(f"{name}_FILE")
@@ -26,12 +28,17 @@ def envbool(name: str, default: bool) -> bool:
         return True
     if value.lower() in {"0", "false", "no", "off"}:
         return False
-    raise ValueError(f"{name} must be true or false, not {value!r}")
+    raise ImproperlyConfigured(f"{name} must be true or false (1/0, yes/no, on/off), not {value!r}")
 
 
 def envint(name: str, default: int) -> int:
     value = env(name, "")
-    return int(value) if value else default
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
 
 
 def envlist(name: str, default: str = "") -> list[str]:
@@ -45,7 +52,7 @@ def database_from_url(url: str) -> dict:
     """
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql"}:
-        raise ValueError(f"DATABASE_URL must be a postgresql:// URL, not {parts.scheme!r}")
+        raise ImproperlyConfigured(f"DATABASE_URL must be a postgresql:// URL, not {parts.scheme!r}")
     query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
     host = query.pop("host", None) or parts.hostname or ""
     return {

@@ -1,4 +1,4 @@
-"""Who is on the other end of a request: one rule for every place that counts per address.
+"""Small HTTP helpers every app shares: who is on the other end, and where a ``next`` may lead.
 
 The war's per-IP limit, the login lockout (django-axes), the registration limit and the address recorded on a
 new account all key on the same client address, so a proxy setting changes them together.
@@ -7,6 +7,8 @@ new account all key on the same client address, so a proxy setting changes them 
 from __future__ import annotations
 
 from django.conf import settings
+from django.http import HttpRequest
+from django.utils.http import url_has_allowed_host_and_scheme
 
 
 def client_ip(request) -> str:
@@ -17,3 +19,11 @@ def client_ip(request) -> str:
         if value:
             return value
     return request.META.get("REMOTE_ADDR", "")
+
+
+def safe_next(request: HttpRequest, default: str) -> str:
+    """The ``next`` parameter (POST, else GET) if it stays on this site, else ``default``: never an open redirect."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return target
+    return default

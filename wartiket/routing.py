@@ -1,5 +1,6 @@
 """Every WebSocket route, gathered from the apps."""
 
-from queueing import routing, routing_staff
+from queueing import routing
+from queueing.staff import routing as staff_routing
 
-websocket_urlpatterns = [*routing.websocket_urlpatterns, *routing_staff.websocket_urlpatterns]
+websocket_urlpatterns = [*routing.websocket_urlpatterns, *staff_routing.websocket_urlpatterns]

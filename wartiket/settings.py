@@ -8,7 +8,6 @@ Every variable is listed with a one-line comment in ``.env.example``.
 from __future__ import annotations
 
 import datetime
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -19,8 +18,9 @@ from wartiket.env import database_from_url, env, envbool, envint, envlist
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # The test suite runs the same settings; WAR_TESTING only switches on test-only conveniences
-# (fast password hashing, a separate Redis database, fault-injection hooks).
-TESTING = envbool("WAR_TESTING", "pytest" in sys.modules)
+# (fast password hashing, a separate Redis database, fault-injection hooks). pytest sets it through
+# wartiket/settings_test.py, the servers tests start through tests/live.py, `make test` through devrun.
+TESTING = envbool("WAR_TESTING", False)
 DEBUG = envbool("DJANGO_DEBUG", True)
 
 SECRET_KEY = env("DJANGO_SECRET_KEY")
@@ -146,15 +146,6 @@ CHANNEL_LAYERS = {
     }
 }
 
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL)
-CELERY_RESULT_BACKEND = None
-CELERY_TASK_ACKS_LATE = True
-# A worker killed mid-task must hand the task back, not swallow it (acks_late alone does not).
-CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 300)}
-CELERY_TIMEZONE = "Asia/Jakarta"
-
 # --- Auth --------------------------------------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "/accounts/login/"
@@ -277,6 +268,9 @@ WAR_CLIENT_IP_HEADER = env("WAR_CLIENT_IP_HEADER")
 WAR_RETRY_AFTER_SECONDS = envint("WAR_RETRY_AFTER_SECONDS", 2)
 # Each war day's reservation journal (a Redis stream read by reconcile) is capped at about this many entries.
 WAR_JOURNAL_MAXLEN = envint("WAR_JOURNAL_MAXLEN", 200_000)
+# A war day's Redis keys expire this many days after the day ends, once none of its wars is still
+# resolvable (queueing/services/expiry.py, hourly). PostgreSQL keeps the tickets for ever.
+WAR_DAY_KEYS_KEEP_DAYS = envint("WAR_DAY_KEYS_KEEP_DAYS", 3)
 # Rebuild Redis from PostgreSQL by itself after it restarted empty or from an older dump
 # (queueing/services/heal.py). Off only for tests that must watch a broken Redis stay broken.
 WAR_SELF_HEAL = envbool("WAR_SELF_HEAL", True)
@@ -295,6 +289,55 @@ TELEGRAM_BOT_TOKEN = env("TELEGRAM_BOT_TOKEN")
 TELEGRAM_WEBHOOK_SECRET = env("TELEGRAM_WEBHOOK_SECRET")
 TELEGRAM_API_URL = env("TELEGRAM_API_URL")
 TELEGRAM_BOT_USERNAME = env("TELEGRAM_BOT_USERNAME", "WarTiketBot")
+# A /start link token is valid this long, once.
+TELEGRAM_LINK_TOKEN_MINUTES = envint("TELEGRAM_LINK_TOKEN_MINUTES", 15)
+# Reminders go out this many minutes before a war the user opted in to opens.
+TELEGRAM_REMINDER_MINUTES = envint("TELEGRAM_REMINDER_MINUTES", 15)
+# Telegram's limits: ~30 messages/s per bot, ~1/s per chat (over that: 429 with retry_after).
+TELEGRAM_RATE_PER_SECOND = envint("TELEGRAM_RATE_PER_SECOND", 30)
+TELEGRAM_CHAT_INTERVAL_MS = envint("TELEGRAM_CHAT_INTERVAL_MS", 1000)
+# Failed sends (other than 429 and "blocked") are retried with exponential backoff, then recorded as failed.
+TELEGRAM_SEND_MAX_ATTEMPTS = envint("TELEGRAM_SEND_MAX_ATTEMPTS", 6)
+TELEGRAM_HTTP_TIMEOUT = envint("TELEGRAM_HTTP_TIMEOUT", 10)
+# How long a worker may hold a notification it is sending; must exceed the HTTP timeout. A lapsed lease
+# means the worker died and another may take the row over.
+TELEGRAM_SEND_LEASE_SECONDS = envint("TELEGRAM_SEND_LEASE_SECONDS", 60)
+# A worker that died *during* the HTTP call leaves it unknown whether Telegram got the message: resend
+# (a duplicate is possible) or record it as failed for staff to resend from admin (a loss is possible).
+TELEGRAM_RESEND_UNCERTAIN = envbool("TELEGRAM_RESEND_UNCERTAIN", True)
+# The site users open to link their account (named in the bot's /start reply).
+TELEGRAM_SITE_URL = env("TELEGRAM_SITE_URL", "http://127.0.0.1:8000")
+# Test-only: seconds a delivery waits after claiming, before the HTTP call (so a test can SIGKILL it there).
+TELEGRAM_TEST_PAUSE_BEFORE_SEND = float(env("TELEGRAM_TEST_PAUSE_BEFORE_SEND", "0") or 0) if TESTING else 0.0
+
+# --- Celery: Telegram messages, reminders, self-heal and reconcile in the background ---------------
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL)
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_ACKS_LATE = True
+# A worker killed mid-task must hand the task back, not swallow it (acks_late alone does not).
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TIMEZONE = "Asia/Jakarta"
+# A message a dead worker left unacknowledged is handed out again once older than visibility_timeout; a
+# worker looks for such messages every unacked_restore_interval seconds, scanning on every
+# unacked_restore_throttle-th look (kombu's defaults: 10 and 10).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 300),
+    "unacked_restore_interval": envint("CELERY_UNACKED_RESTORE_INTERVAL", 10),
+    "unacked_restore_throttle": envint("CELERY_UNACKED_RESTORE_THROTTLE", 10),
+}
+CELERY_BEAT_SCHEDULE = {
+    "telegram-reminders": {"task": "notifications.send_due_reminders", "schedule": 30.0},
+    "telegram-sweep": {"task": "notifications.sweep", "schedule": 60.0},
+    # Self-heal (also run by live_quota every second, and kicked by requests that meet not_ready).
+    "war-heal": {"task": "queueing.heal", "schedule": 5.0, "options": {"expires": 5}},
+    "war-reconcile": {
+        "task": "queueing.reconcile",
+        "schedule": float(WAR_RECONCILE_INTERVAL),
+        "options": {"expires": 60},
+    },
+    "war-expire-days": {"task": "queueing.expire_war_days", "schedule": 3600.0, "options": {"expires": 3600}},
+}
 
 # --- Production hardening (active whenever DEBUG is off) -------------------------------------------
 if not DEBUG:
@@ -316,46 +359,7 @@ LOGGING = {
     "loggers": {"django.server": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
 
-# --- Telegram notifications (issue 4) ---
-# A /start link token is valid this long, once.
-TELEGRAM_LINK_TOKEN_MINUTES = envint("TELEGRAM_LINK_TOKEN_MINUTES", 15)
-# Reminders go out this many minutes before a war the user opted in to opens.
-TELEGRAM_REMINDER_MINUTES = envint("TELEGRAM_REMINDER_MINUTES", 15)
-# Telegram's limits: ~30 messages/s per bot, ~1/s per chat (over that: 429 with retry_after).
-TELEGRAM_RATE_PER_SECOND = envint("TELEGRAM_RATE_PER_SECOND", 30)
-TELEGRAM_CHAT_INTERVAL_MS = envint("TELEGRAM_CHAT_INTERVAL_MS", 1000)
-# Failed sends (other than 429 and "blocked") are retried with exponential backoff, then recorded as failed.
-TELEGRAM_SEND_MAX_ATTEMPTS = envint("TELEGRAM_SEND_MAX_ATTEMPTS", 6)
-TELEGRAM_HTTP_TIMEOUT = envint("TELEGRAM_HTTP_TIMEOUT", 10)
-# How long a worker may hold a notification it is sending; must exceed the HTTP timeout. A lapsed lease
-# means the worker died and another may take the row over.
-TELEGRAM_SEND_LEASE_SECONDS = envint("TELEGRAM_SEND_LEASE_SECONDS", 60)
-# A worker that died *during* the HTTP call leaves it unknown whether Telegram got the message: resend
-# (a duplicate is possible) or record it as failed for staff to resend from admin (a loss is possible).
-TELEGRAM_RESEND_UNCERTAIN = envbool("TELEGRAM_RESEND_UNCERTAIN", True)
-# The site users open to link their account (named in the bot's /start reply).
-TELEGRAM_SITE_URL = env("TELEGRAM_SITE_URL", "http://127.0.0.1:8000")
-# Test-only: seconds a delivery waits after claiming, before the HTTP call (so a test can SIGKILL it there).
-TELEGRAM_TEST_PAUSE_BEFORE_SEND = float(env("TELEGRAM_TEST_PAUSE_BEFORE_SEND", "0") or 0) if TESTING else 0.0
-CELERY_BEAT_SCHEDULE = {
-    "telegram-reminders": {"task": "notifications.send_due_reminders", "schedule": 30.0},
-    "telegram-sweep": {"task": "notifications.sweep", "schedule": 60.0},
-    # Self-heal (also run by live_quota every second, and kicked by requests that meet not_ready).
-    "war-heal": {"task": "queueing.heal", "schedule": 5.0, "options": {"expires": 5}},
-    "war-reconcile": {
-        "task": "queueing.reconcile",
-        "schedule": float(WAR_RECONCILE_INTERVAL),
-        "options": {"expires": 60},
-    },
-}
-# How often a worker looks for messages a dead worker left unacknowledged (kombu's defaults: every
-# 10 s, scanning on every 10th look); a message is handed out again once older than visibility_timeout.
-CELERY_BROKER_TRANSPORT_OPTIONS.update(
-    unacked_restore_interval=envint("CELERY_UNACKED_RESTORE_INTERVAL", 10),
-    unacked_restore_throttle=envint("CELERY_UNACKED_RESTORE_THROTTLE", 10),
-)
-
-# --- Buyer pages (issue 3) ---
+# --- Buyer pages ------------------------------------------------------------------------------
 # How often `live_quota` reads every slot's counters and pushes the changed ones to open war pages:
 # the longest a viewer waits for a change, and 1000/interval the most messages per second a viewer gets.
 WAR_LIVE_INTERVAL_MS = envint("WAR_LIVE_INTERVAL_MS", 250)

@@ -44,7 +44,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("accounts.urls")),
     path("telegram/", include("notifications.urls")),
-    path("staff/", include("queueing.urls_staff")),
+    path("staff/", include("queueing.staff.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("", include("queueing.urls")),
 ]

@@ -146,25 +146,12 @@ def test_the_profile_refuses_a_nik_that_belongs_to_someone_else_but_keeps_ones_o
     assert own.status_code == 302
 
 
-def test_the_profile_has_a_place_for_telegram_filled_by_its_template(settings, tmp_path):
+def test_the_profile_shows_the_telegram_connect_box(settings):
+    settings.TELEGRAM_BOT_TOKEN = "123:abc"
     user = make_user()
     client = Client()
     client.force_login(user)
-    template = tmp_path / "notifications" / "telegram_connect.html"
-    template.parent.mkdir()
-    template.write_text('<p data-testid="tg">Connect {{ user.email }}</p>')
-    settings.TEMPLATES = [{**settings.TEMPLATES[0], "DIRS": [tmp_path, *settings.TEMPLATES[0]["DIRS"]]}]
     html = client.get("/accounts/profile/").content.decode()
-    assert 'id="telegram"' in html
-    assert f'<p data-testid="tg">Connect {user.email}</p>' in html
+    assert 'id="telegram"' in html and 'data-testid="telegram-connect"' in html
+    assert 'action="/telegram/connect/"' in html
     assert Client().get("/accounts/profile/").status_code == 302
-
-
-def test_the_profile_works_before_the_telegram_template_exists(monkeypatch):
-    from accounts import views
-
-    monkeypatch.setattr(views, "TELEGRAM_TEMPLATE", "notifications/not_there_yet.html")
-    client = Client()
-    client.force_login(make_user())
-    html = client.get("/accounts/profile/").content.decode()
-    assert 'id="telegram"' in html and "Segera hadir" in html

@@ -8,7 +8,6 @@ racing with the same token link once. Only the token's SHA-256 is stored.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from accounts.models import hash_secret
 from notifications.models import LinkToken, Notification, TelegramLink
 from notifications.services import queue
 from notifications.services.errors import CodedError
@@ -42,10 +42,6 @@ class ChatInfo:
     language_code: str = ""
 
 
-def hash_token(raw: str) -> str:
-    return hashlib.sha256(raw.encode()).hexdigest()
-
-
 def issue_token(user) -> tuple[str, LinkToken]:
     """A new deep-link token for ``user``; earlier unused ones stop working (one outstanding at a time)."""
     raw = secrets.token_urlsafe(24)  # 32 characters of [A-Za-z0-9_-]: what Telegram allows in ?start=
@@ -54,7 +50,7 @@ def issue_token(user) -> tuple[str, LinkToken]:
         LinkToken.objects.filter(user=user, used_at__isnull=True).delete()
         token = LinkToken.objects.create(
             user=user,
-            token_hash=hash_token(raw),
+            token_hash=hash_secret(raw),
             expires_at=now + datetime.timedelta(minutes=settings.TELEGRAM_LINK_TOKEN_MINUTES),
         )
     return raw, token
@@ -67,7 +63,7 @@ def deep_link(raw: str) -> str:
 def link_chat(raw: str, chat: ChatInfo) -> TelegramLink:
     """Spend ``raw`` and link ``chat`` to its account; queues the "you're linked" message after commit."""
     now = timezone.now()
-    token = LinkToken.objects.filter(token_hash=hash_token(raw or "")).first()
+    token = LinkToken.objects.filter(token_hash=hash_secret(raw or "")).first()
     if token is None:
         raise LinkError("invalid")
     with transaction.atomic():

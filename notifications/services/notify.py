@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef
 
 from notifications.models import Notification, ReminderSubscription, TelegramLink
-from queueing.models import Ticket
+from queueing.models import Slot, Ticket
 
 Kind = Notification.Kind
 TICKET_KINDS = {Kind.TICKET_RESERVED, Kind.TICKET_CANCELLED}
@@ -35,6 +35,8 @@ def record_due_reminders(now: datetime.datetime) -> list[int]:
     lead = datetime.timedelta(minutes=settings.TELEGRAM_REMINDER_MINUTES)
     due = (
         ReminderSubscription.objects.filter(slot__war_opens_at__gt=now, slot__war_opens_at__lte=now + lead)
+        # Not for a boutique deactivated since: buyers no longer see its wars.
+        .filter(slot__in=Slot.objects.visible())
         .filter(Exists(TelegramLink.objects.filter(user_id=OuterRef("user_id"), active=True)))
         .values_list("user_id", "slot_id")
     )

@@ -2,6 +2,11 @@
 
 A notification is a side effect: if the broker is unreachable, the reservation or the link that caused it
 still stands. The sweeper (``tasks.sweep``) finds what was recorded but never queued.
+
+Tasks are sent by their registered names (``notifications/tasks.py`` registers them), never through the
+task objects: the services never import the tasks module, which imports the services (no import cycle),
+and a web process never pays for importing it (it pulls in delivery and with it aiogram, ~2 s) on its
+first reservation, in a buyer's request.
 """
 
 from __future__ import annotations
@@ -15,21 +20,17 @@ from wartiket.celery import app
 
 log = logging.getLogger(__name__)
 
-# Sent by name, not through the task objects: importing notifications.tasks pulls in delivery and with it
-# aiogram (~2 s), which a web process would otherwise pay on its first reservation, in a buyer's request.
-TASK_NAMES = {"deliver_notification": "notifications.deliver", "ticket_event": "notifications.ticket_event"}
-
 
 def deliver_after_commit(notification_id: int) -> None:
-    transaction.on_commit(partial(_send_task, "deliver_notification", notification_id))
+    transaction.on_commit(partial(_send_task, "notifications.deliver", notification_id))
 
 
 def ticket_event_after_commit(kind: str, code: str) -> None:
-    transaction.on_commit(partial(_send_task, "ticket_event", kind, code))
+    transaction.on_commit(partial(_send_task, "notifications.ticket_event", kind, code))
 
 
 def _send_task(name: str, *args) -> None:
     try:
-        app.send_task(TASK_NAMES[name], args=args)
+        app.send_task(name, args=args)
     except Exception:  # a broker outage must not fail the reservation that caused this
         log.exception("could not queue %s%s; the sweeper will pick it up", name, args)

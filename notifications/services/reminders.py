@@ -30,7 +30,7 @@ def parse_slot_id(raw: str | None) -> int:
 
 def subscribe(user, slot_id: int) -> tuple[Slot, bool]:
     """Remind ``user`` before ``slot_id``'s war opens; returns the slot and whether this is new."""
-    slot = Slot.objects.select_related("location").filter(pk=slot_id).first()
+    slot = Slot.objects.visible().filter(pk=slot_id).first()
     if slot is None:
         raise ReminderError("not_found")
     if clock.redis_now() >= slot.war_opens_at:

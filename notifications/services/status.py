@@ -1,7 +1,7 @@
 """What ``/status`` reports: is the backend reachable, and which wars come next with live remaining.
 
 Reads the same sources as the web: Redis for the server clock and live remaining (``quota.remaining_for``),
-PostgreSQL for the slots (``quota.upcoming_slots``). Either being down is reported, never raised.
+PostgreSQL for the slots (``Slot.objects.visible()``, as buyers see them). Either being down is reported, never raised.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
+from queueing.models import Slot
 from queueing.services import clock, quota
 from wartiket.outages import REDIS_OUTAGES
 from wartiket.redis_client import get_redis
@@ -66,11 +67,12 @@ def server_now() -> datetime.datetime:
 def next_wars(now: datetime.datetime, limit: int = 5) -> list[War]:
     """Wars not yet closed, soonest first."""
     try:
-        slots = [s for s in quota.upcoming_slots() if s.closes_at > now]
+        slots = list(
+            Slot.objects.visible().closing_after(now).order_by("war_opens_at", "location__name", "time_label")[:limit]
+        )
     except DatabaseError:
         log.warning("status: PostgreSQL unavailable, no wars listed")
         return []
-    slots = sorted(slots, key=lambda s: (s.war_opens_at, s.location.name, s.time_label))[:limit]
     try:
         remaining = quota.remaining_for(slots)
     except REDIS_OUTAGES:

@@ -7,7 +7,7 @@ from django.test import Client
 
 from notifications.models import ReminderSubscription
 from notifications.tests.conftest import SECRET, link, new_chat_id, post_update, say
-from queueing.models import Ticket
+from queueing.models import Location, Ticket
 from tests.factory import make_slot, make_user, token_client, war_body
 
 pytestmark = pytest.mark.django_db
@@ -57,6 +57,22 @@ def test_status_with_no_wars_says_so(telegram_on):
     [reply] = say(telegram_on, new_chat_id(), "/status")
     assert reply.startswith("✅ Backend ONLINE.")
     assert "Belum ada war terjadwal" in reply
+
+
+def test_status_and_remind_leave_out_wars_at_a_deactivated_boutique(telegram_on):
+    kept = make_slot(quota_size=5, opens_in=3600, label="13:00")
+    gone = make_slot(quota_size=5, opens_in=3600, label="15:00", location="tutup")
+    chat_id = new_chat_id()
+    [before] = say(telegram_on, chat_id, "/status")
+    assert f"#{gone.pk}" in before  # negative control: listed while the boutique is active
+
+    Location.objects.filter(pk=gone.location_id).update(active=False)
+    [reply] = say(telegram_on, chat_id, "/status")
+    assert f"#{kept.pk}" in reply and f"#{gone.pk}" not in reply
+    markup = telegram_on.sent(chat_id)[-1].params["reply_markup"]
+    assert [row[0]["callback_data"] for row in markup["inline_keyboard"]] == [f"remind:{kept.pk}"]
+    chat = link(make_user())
+    assert "tidak ada" in say(telegram_on, chat.chat_id, f"/remind {gone.pk}")[0]
 
 
 def test_tickets_lists_the_linked_users_active_tickets_with_queue_numbers(telegram_on):

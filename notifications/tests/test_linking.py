@@ -10,6 +10,7 @@ from django.template.loader import render_to_string
 from django.test import Client, RequestFactory
 from django.utils import timezone
 
+from accounts.models import hash_secret
 from notifications.models import LinkToken, Notification, TelegramLink
 from notifications.services import delivery, linking
 from notifications.tests.conftest import link, new_chat_id, say
@@ -39,7 +40,7 @@ def test_connect_shows_a_one_time_deep_link_whose_token_is_stored_only_hashed(te
     buyer = make_user()
     token = connect(logged_in(buyer))
     stored = LinkToken.objects.get(user=buyer)
-    assert stored.token_hash == linking.hash_token(token)
+    assert stored.token_hash == hash_secret(token)
     assert token not in stored.token_hash
     assert stored.used_at is None
     assert stored.expires_at > timezone.now() + datetime.timedelta(minutes=14)
@@ -55,7 +56,7 @@ def test_a_new_link_token_replaces_the_unused_one(telegram_on):
     first = connect(client)
     second = connect(client)
     assert say(telegram_on, new_chat_id(), f"/start {first}")[0].startswith("Tautan ini tidak dikenal")
-    assert LinkToken.objects.get().token_hash == linking.hash_token(second)
+    assert LinkToken.objects.get().token_hash == hash_secret(second)
 
 
 def test_start_with_the_token_links_the_chat_and_says_so_once(telegram_on, django_capture_on_commit_callbacks):

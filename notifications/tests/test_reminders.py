@@ -12,6 +12,7 @@ from notifications import tasks
 from notifications.models import Notification, ReminderSubscription
 from notifications.services import delivery, notify
 from notifications.tests.conftest import link
+from queueing.models import Location
 from queueing.services import clock
 from tests.factory import make_slot, make_user
 from wartiket.redis_client import get_redis
@@ -57,6 +58,18 @@ def test_reminders_skip_users_without_an_active_link(telegram_on):
     chat.save()
     subscribe(buyer, make_slot(opens_in=5 * 60))
     assert notify.record_due_reminders(clock.redis_now()) == []
+
+
+def test_no_reminder_for_a_war_at_a_boutique_deactivated_since(telegram_on, settings):
+    settings.TELEGRAM_REMINDER_MINUTES = 15
+    buyer = make_user()
+    link(buyer)
+    soon = make_slot(opens_in=10 * 60, location="tutup")
+    subscribe(buyer, soon)
+    Location.objects.filter(pk=soon.location_id).update(active=False)
+    assert notify.record_due_reminders(clock.redis_now()) == []
+    Location.objects.filter(pk=soon.location_id).update(active=True)
+    assert len(notify.record_due_reminders(clock.redis_now())) == 1  # negative control
 
 
 def test_a_reminder_that_missed_its_war_is_skipped_not_sent(telegram_on):

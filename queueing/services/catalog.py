@@ -13,8 +13,6 @@ import json
 import time
 from dataclasses import asdict, dataclass
 
-from django.utils import timezone
-
 from queueing.models import Slot
 from queueing.services import clock
 from queueing.services.errors import ReservationError
@@ -23,8 +21,6 @@ from wartiket.redis_client import get_redis
 
 CATALOG_KEY = "war:catalog"
 BUILT_FIELD = "__built__"
-# Slots stay resolvable this long after their war closed, so late callers hear "closed", not "unknown".
-KEEP_AFTER_CLOSE = datetime.timedelta(days=2)
 LOCAL_TTL = 1.0
 
 
@@ -57,12 +53,7 @@ def ref_for(slot: Slot) -> SlotRef:
 
 def rebuild() -> int:
     """Write the whole catalog from PostgreSQL in one transaction. Returns the number of slots."""
-    cutoff = timezone.now() - KEEP_AFTER_CLOSE
-    slots = [
-        s
-        for s in Slot.objects.select_related("location").filter(location__active=True, date__gte=cutoff.date())
-        if s.closes_at >= cutoff
-    ]
+    slots = list(Slot.objects.resolvable().upcoming())
     by_label: dict[str, list[dict]] = {}
     fields = {BUILT_FIELD: "1"}
     for slot in slots:

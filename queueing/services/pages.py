@@ -7,24 +7,22 @@ in one Redis round trip (``live.read_states``), which also returns the server cl
 from __future__ import annotations
 
 import datetime
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import groupby
 
-import qrcode
-import qrcode.image.svg
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
 from django.db.models import Q, QuerySet
 from django.utils import timezone
-from django.utils.safestring import SafeString, mark_safe
+from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 
 from accounts.models import User
 from queueing.models import Location, Slot, Ticket
 from queueing.services import catalog, clock, live
 from queueing.services.errors import ERRORS
+from wartiket import qr
 
 HOME_SLOTS_PER_LOCATION = 3
 
@@ -50,7 +48,7 @@ class SlotCard:
 
 
 def upcoming_slots(location: Location | None = None) -> QuerySet[Slot]:
-    slots = Slot.objects.visible().filter(date__gte=timezone.localdate())
+    slots = Slot.objects.visible().upcoming()
     if location is not None:
         slots = slots.filter(location=location)
     return slots.order_by("date", "time_label", "location__name")
@@ -221,16 +219,9 @@ def my_tickets(user: User) -> list[Ticket]:
     )
 
 
-_SVG_SIZE = re.compile(r'\s(width|height)="[^"]*"')
-
-
 def qr_svg(code: str) -> SafeString:
     """The ticket code as an inline SVG QR image, sized by CSS (staff scan it at check-in)."""
-    image = qrcode.make(code, image_factory=qrcode.image.svg.SvgPathImage, border=2)
-    svg = _SVG_SIZE.sub("", image.to_string(encoding="unicode"), count=2)
-    label = _("Kode QR tiket %(code)s") % {"code": code}
-    # Safe: the code comes from our own alphabet (validated model field), the rest from qrcode.
-    return mark_safe(svg.replace("<svg ", f'<svg class="qr" role="img" aria-label="{label}" ', 1))  # noqa: S308
+    return qr.qr_svg(code, _("Kode QR tiket %(code)s") % {"code": code}, css_class="qr")
 
 
 def state_labels() -> dict[str, str]:

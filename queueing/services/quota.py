@@ -12,7 +12,6 @@ import datetime
 from dataclasses import dataclass
 
 from django.db.models import Max
-from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from queueing.models import Slot, Ticket
@@ -112,9 +111,10 @@ def sync_all(slots=None, *, rebuild: bool = False) -> list[SyncResult]:
     return results
 
 
-def upcoming_slots():
-    cutoff = timezone.now() - catalog.KEEP_AFTER_CLOSE
-    return [s for s in Slot.objects.select_related("location").filter(date__gte=cutoff.date()) if s.closes_at >= cutoff]
+def upcoming_slots() -> list[Slot]:
+    """Every slot whose Redis state is kept (``Slot.objects.upcoming()``), at any location: a war day's
+    state holds all its slots (build_day.lua), deactivated boutiques' included. Buyers' lists filter more."""
+    return list(Slot.objects.select_related("location").upcoming())
 
 
 def highest_held_number(slot: Slot) -> int:
