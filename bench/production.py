@@ -5,7 +5,7 @@ One source for both, so the benchmark measures the deployed configuration and no
 docs/deploy.md.
 
 - HTTP: gunicorn, WSGI, ``GUNICORN_WORKERS`` processes x ``GUNICORN_THREADS`` threads (gthread). Django
-  under ASGI measured about 3x slower per request than under WSGI here (STACK-NOTES.md), so HTTP stays
+  under ASGI measured about 3x slower per request than under WSGI here (docs/deploy.md), so HTTP stays
   on WSGI; the counts are the best measured on 2 cores (docs/benchmarks.md, "Sizing gunicorn").
 - WebSockets (``/ws/``): daphne, one process per ``DAPHNE_PROCESSES``.
 - Celery worker and beat; ``manage.py live_quota`` (exactly one).

@@ -505,7 +505,7 @@ def redis_config(data_dir: Path, port: int, *, durable: bool) -> str:
         'save ""',
     ]
     if durable:
-        # Same trade-off as production: at most ~1 s of writes lost on a crash (see STACK-NOTES).
+        # Same trade-off as production: at most ~1 s of writes lost on a crash (docs/deploy.md, Redis).
         lines += ["appendonly yes", "appendfsync everysec"]
     else:
         lines += ["appendonly no"]
