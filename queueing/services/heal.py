@@ -18,7 +18,7 @@ Who checks: ``live_quota`` every second, Celery beat every few seconds, and any 
 ``not_ready`` (in a background thread, at most once a second per process). Whichever comes first heals.
 
 A staff edit that never reached Redis leaves its slot ``pending`` (see services/slots.py); the sweep
-here finishes such edits from PostgreSQL once they are older than ``PENDING_STALE_MS``.
+here finishes such edits from PostgreSQL once they are older than ``slots.PENDING_STALE_MS``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ import redis
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connections
 
-from queueing.services import catalog, clock, quota
+from queueing.models import Slot
+from queueing.services import catalog, clock, quota, reconcile
 from queueing.services.store import slot_keys
 from wartiket.redis_client import get_redis
 
@@ -45,8 +46,6 @@ GEN_KEY = "war:gen"
 LOCK_KEY = "war:heal:lock"
 # Longer than a rebuild of every upcoming day has ever taken; a holder that died frees it by expiry.
 LOCK_MS = 60_000
-# A pending mark younger than this may belong to an edit still committing: leave it to that edit.
-PENDING_STALE_MS = 5_000
 
 _RELEASE_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -142,7 +141,7 @@ def finish_pending_edits() -> list[int]:
     now_ms = clock.redis_now_ms()
     finished = []
     for slot, (mark, *known) in zip(slots, pipe.execute(), strict=True):
-        stuck = mark is not None and now_ms - int(mark) >= PENDING_STALE_MS
+        stuck = mark is not None and now_ms - int(mark) >= slots.PENDING_STALE_MS
         differs = mark is None and known != [str(v) for v in quota.slot_meta(slot)]
         if stuck or differs:
             try:
@@ -196,9 +195,6 @@ def kick_reconcile(slot_id: int) -> None:
     """A request found Redis disagreeing with PostgreSQL on a slot: reconcile that slot in the background."""
 
     def run():
-        from queueing.models import Slot
-        from queueing.services import reconcile
-
         slot = Slot.objects.select_related("location").filter(pk=slot_id).first()
         if slot is not None:
             reconcile.reconcile([slot], repair=True)

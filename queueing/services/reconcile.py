@@ -29,7 +29,7 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError
 
 from queueing.models import Slot, Ticket
-from queueing.services import clock, heal, quota
+from queueing.services import clock, quota
 from queueing.services.store import datetime_to_ms, day_keys, ms_to_datetime, script, slot_keys
 from wartiket.redis_client import get_redis
 
@@ -148,7 +148,7 @@ def check_day(day: str, slots: list[Slot], *, grace_ms: int = 5000) -> list[Slot
             continue
         report.redis_quota, report.redis_sold = int(snap.meta["quota"]), int(snap.meta["sold"])
         pending = snap.meta.get("pending")
-        if pending is not None and now_ms - int(pending) >= heal.PENDING_STALE_MS:
+        if pending is not None and now_ms - int(pending) >= slots.PENDING_STALE_MS:
             report.settings_differ = True
             report.problems.append("a staff edit has not reached Redis (pending)")
         elif pending is None:

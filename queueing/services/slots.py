@@ -27,6 +27,10 @@ from wartiket.redis_client import get_redis
 
 log = logging.getLogger(__name__)
 
+# A pending mark younger than this may belong to an edit still committing: heal and reconcile leave it
+# alone; an older one is an edit whose Redis step never happened, finished from PostgreSQL.
+PENDING_STALE_MS = 5_000
+
 # Marks the slot pending with Redis' own clock, so heal can tell a stuck edit from one still committing.
 _FENCE = """
 local t = redis.call('TIME')

@@ -264,7 +264,7 @@ def test_an_edit_committed_in_postgres_but_never_applied_to_redis_keeps_the_war_
     status, body = war(buyer, slot)
     assert (status, body["code"]) == (503, "not_ready")
 
-    monkeypatch.setattr(heal, "PENDING_STALE_MS", 0)  # the edit is long dead: don't wait 5 s for it here
+    monkeypatch.setattr(slots, "PENDING_STALE_MS", 0)  # the edit is long dead: don't wait 5 s for it here
     assert heal.finish_pending_edits() == [slot.pk]
     status, body = war(buyer, slot)
     assert (status, body["code"]) == (403, "too_early")
