@@ -36,7 +36,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connections
 
 from queueing.models import Slot
-from queueing.services import catalog, clock, quota, reconcile
+from queueing.services import catalog, clock, quota, reconcile, slots
 from queueing.services.store import slot_keys
 from wartiket.redis_client import get_redis
 
@@ -96,17 +96,17 @@ def check_and_heal(*, sweep: bool = True) -> HealResult | None:
 
 
 def _rebuild(r: redis.Redis, run_id: str, reason: str) -> HealResult:
-    slots = quota.upcoming_slots()
+    upcoming = quota.upcoming_slots()
     log.warning("heal: %s (generation differs from server %s): rebuilding from PostgreSQL", reason, run_id)
     started = time.monotonic()
     pipe = r.pipeline(transaction=False)
-    for slot in slots:
+    for slot in upcoming:
         pipe.hset(slot_keys(slot.pk, slot.war_day).slot, "pending", 0)
     pipe.execute()
     # Attempts that passed reserve.lua just before the mark may still be committing their rows; the
     # rebuild must read PostgreSQL after them, or it would put their numbers back in the free set.
     time.sleep(settings.WAR_HEAL_GRACE_MS / 1000)
-    days = sorted({slot.war_day for slot in slots})
+    days = sorted({slot.war_day for slot in upcoming})
     for day in days:
         quota.build_day(day)
     catalog.rebuild()
@@ -114,10 +114,10 @@ def _rebuild(r: redis.Redis, run_id: str, reason: str) -> HealResult:
     log.warning(
         "heal: rebuilt %d war day(s), %d slot(s) from PostgreSQL in %.1f s",
         len(days),
-        len(slots),
+        len(upcoming),
         time.monotonic() - started,
     )
-    return HealResult(len(days), len(slots), reason)
+    return HealResult(len(days), len(upcoming), reason)
 
 
 def mark_built(r: redis.Redis | None = None) -> None:
@@ -134,13 +134,13 @@ def finish_pending_edits() -> list[int]:
     ``QuerySet.update()``). Returns the ids of the slots it fixed.
     """
     r = get_redis()
-    slots = quota.upcoming_slots()
+    upcoming = quota.upcoming_slots()
     pipe = r.pipeline(transaction=False)
-    for slot in slots:
+    for slot in upcoming:
         pipe.hmget(slot_keys(slot.pk, slot.war_day).slot, "pending", "quota", "opens", "closes")
     now_ms = clock.redis_now_ms()
     finished = []
-    for slot, (mark, *known) in zip(slots, pipe.execute(), strict=True):
+    for slot, (mark, *known) in zip(upcoming, pipe.execute(), strict=True):
         stuck = mark is not None and now_ms - int(mark) >= slots.PENDING_STALE_MS
         differs = mark is None and known != [str(v) for v in quota.slot_meta(slot)]
         if stuck or differs:
