@@ -13,10 +13,15 @@ keeps working for every caller.
 """
 
 from .load import (
+    Answer,
+    Attempt,
     Connection,
+    EarlyAttempt,
+    Head,
     ServerUnreachable,
     Shot,
     SteadyJob,
+    SteadyResult,
     StormJob,
     Target,
     ViewerJob,
@@ -31,7 +36,7 @@ from .load import (
     split,
 )
 from .plot import plot
-from .report import RunInfo, build_report, clock_offset_ms, latency_summary, percentile, reaudit
+from .report import Bucket, RunInfo, build_report, clock_offset_ms, latency_summary, percentile, reaudit
 from .run import Plan, Progress, rehearse
 from .setup import (
     REHEARSAL_LOCATION,
@@ -46,15 +51,21 @@ from .setup import (
 
 __all__ = [
     "REHEARSAL_LOCATION",
+    "Answer",
+    "Attempt",
+    "Bucket",
     "Buyer",
     "CleanupSummary",
     "Connection",
+    "EarlyAttempt",
+    "Head",
     "Plan",
     "Progress",
     "RunInfo",
     "ServerUnreachable",
     "Shot",
     "SteadyJob",
+    "SteadyResult",
     "StormJob",
     "Target",
     "ViewerJob",

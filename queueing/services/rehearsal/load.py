@@ -16,7 +16,8 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 
@@ -97,6 +98,23 @@ def check_server(target: Target, headers: dict[str, str], *, timeout: float = 5.
         ) from None
 
 
+class Head(NamedTuple):
+    """What the raw client needs from a response head."""
+
+    status: int
+    length: int  # Content-Length; 0 when absent (a chunked body ignores it)
+    chunked: bool  # Transfer-Encoding: chunked
+    close: bool  # the server closes after this answer (Connection: close, or HTTP/1.0)
+
+
+class Answer(NamedTuple):
+    """A war answer's outcome code, and the ticket it told about (201, or 200 on a retry)."""
+
+    code: str
+    ticket: str | None = None
+    queue_number: int | None = None
+
+
 class Connection:
     """One keep-alive HTTP/1.1 connection, used by one coroutine at a time."""
 
@@ -130,11 +148,11 @@ class Connection:
                 if fresh or attempt or partial:
                     raise
                 continue
-            status, length, chunked, close = _parse_head(head)
-            body = await self._read_chunked() if chunked else await self.reader.readexactly(length)
-            if close:
+            parsed = _parse_head(head)
+            body = await self._read_chunked() if parsed.chunked else await self.reader.readexactly(parsed.length)
+            if parsed.close:
                 self.close()
-            return status, body
+            return parsed.status, body
         raise ConnectionError("unreachable")  # pragma: no cover (the loop returns or raises)
 
     async def _read_chunked(self) -> bytes:
@@ -146,7 +164,8 @@ class Connection:
                 return b"".join(part[:-2] for part in parts)
 
 
-def _parse_head(head: bytes) -> tuple[int, int, bool, bool]:
+def _parse_head(head: bytes) -> Head:
+    """The status line and headers up to and including the blank line (``readuntil(b"\\r\\n\\r\\n")``)."""
     lines = head.split(b"\r\n")
     status = int(lines[0].split(b" ", 2)[1])
     length, chunked, close = 0, False, lines[0].startswith(b"HTTP/1.0")
@@ -159,21 +178,21 @@ def _parse_head(head: bytes) -> tuple[int, int, bool, bool]:
             chunked = b"chunked" in value.lower()
         elif name == b"connection":
             close = value.strip().lower() == b"close"
-    return status, length, chunked, close
+    return Head(status, length, chunked, close)
 
 
-def _answer(status: int, body: bytes) -> tuple[str, str | None, int | None]:
-    """(code, ticket code, queue number) from a war answer; never raises on a strange body."""
+def _answer(status: int, body: bytes) -> Answer:
+    """The outcome of a war answer; never raises on a strange body."""
     try:
         data = json.loads(body)
     except ValueError:
-        return f"http_{status}", None, None
+        return Answer(f"http_{status}")
     if not isinstance(data, dict):
-        return f"http_{status}", None, None
+        return Answer(f"http_{status}")
     ticket = data.get("ticket") if status in (200, 201) else None
     if isinstance(ticket, dict):
-        return str(data.get("code")), ticket.get("code"), ticket.get("queue_number")
-    return str(data.get("code", f"http_{status}")), None, None
+        return Answer(str(data.get("code")), ticket.get("code"), ticket.get("queue_number"))
+    return Answer(str(data.get("code", f"http_{status}")))
 
 
 async def _sleep_until(moment: float) -> None:
@@ -188,8 +207,30 @@ def _bump(counter) -> None:
             counter.value += 1
 
 
-# A result row: (buyer index, sent at (client epoch s), latency s, HTTP status, code, ticket code, number, early)
-Shot = tuple[int, float, float, int, str, "str | None", "int | None", bool]
+class Shot(NamedTuple):
+    """One war attempt as the load generator saw it (a NamedTuple: it crosses process boundaries)."""
+
+    buyer: int  # index into the rehearsal's buyers
+    sent_at: float  # client epoch seconds
+    latency: float  # seconds until the whole answer arrived (or the attempt failed)
+    status: int  # HTTP status; 0 when no answer came (refused, reset, timed out)
+    code: str  # the answer's "code" (reserved, sold_out, ...), http_NNN, or client_error:<exception>
+    ticket: str | None  # the ticket code told to the buyer
+    queue_number: int | None
+    early: bool  # sent before the opening (--early)
+
+
+class Attempt(NamedTuple):
+    buyer: int
+    token: str
+
+
+class EarlyAttempt(NamedTuple):
+    at: float  # client epoch seconds
+    buyer: int
+    token: str
+
+
 # How long before the opening each connection is made and used once, so it is open (and kept alive) at
 # the opening second as a bot's would be. Servers close idle keep-alive connections after a few seconds.
 WARM_LEAD_SECONDS = 0.8
@@ -200,8 +241,8 @@ class StormJob:
     target: Target
     body: bytes
     headers: dict[str, str]
-    attempts: list[tuple[int, str]]  # (buyer index, token) in sending order, all from the opening on
-    early: list[tuple[float, int, str]]  # (client epoch, buyer index, token): before the opening
+    attempts: list[Attempt]  # in sending order, all from the opening on
+    early: list[EarlyAttempt]  # before the opening
     open_at: float  # client epoch seconds of the opening
     connections: int
     timeout: float = 30.0
@@ -222,11 +263,13 @@ async def _storm(job: StormJob, counter) -> list[Shot]:
         sent = time.time()
         try:
             status, body = await asyncio.wait_for(conn.send(raw), job.timeout)
-            code, ticket, number = _answer(status, body)
+            answer = _answer(status, body)
         except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
             conn.close()
-            status, code, ticket, number = 0, f"client_error:{type(exc).__name__}", None, None
-        results.append((index, sent, time.time() - sent, status, code, ticket, number, early))
+            status, answer = 0, Answer(f"client_error:{type(exc).__name__}")
+        results.append(
+            Shot(index, sent, time.time() - sent, status, answer.code, answer.ticket, answer.queue_number, early)
+        )
         _bump(counter)
 
     async def connection_loop() -> None:
@@ -267,10 +310,17 @@ class SteadyJob:
     timeout: float = 30.0
 
 
-async def _steady(job: SteadyJob, counter) -> dict:
-    statuses: Counter = Counter()
-    codes: Counter = Counter()
-    latencies: list[float] = []
+@dataclass
+class SteadyResult:
+    """What one steady-load process counted."""
+
+    statuses: Counter = field(default_factory=Counter)  # HTTP status (0: no answer) -> answers
+    codes: Counter = field(default_factory=Counter)  # outcome code -> answers
+    latencies: list[float] = field(default_factory=list)  # seconds, one per request
+
+
+async def _steady(job: SteadyJob, counter) -> SteadyResult:
+    result = SteadyResult()
     end = job.start_at + job.duration
 
     async def loop(offset: int) -> None:
@@ -283,19 +333,19 @@ async def _steady(job: SteadyJob, counter) -> dict:
             sent = time.time()
             try:
                 status, body = await asyncio.wait_for(conn.send(raw), job.timeout)
-                code = _answer(status, body)[0]
+                code = _answer(status, body).code
             except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
                 conn.close()
                 status, code = 0, f"client_error:{type(exc).__name__}"
-            latencies.append(time.time() - sent)
-            statuses[status] += 1
-            codes[code] += 1
+            result.latencies.append(time.time() - sent)
+            result.statuses[status] += 1
+            result.codes[code] += 1
             _bump(counter)
         conn.close()
 
     step = max(1, len(job.requests) // max(1, job.connections))
     await asyncio.gather(*(loop(n * step) for n in range(max(1, job.connections))))
-    return {"statuses": statuses, "codes": codes, "latencies": latencies}
+    return result
 
 
 @dataclass
@@ -309,30 +359,48 @@ class ViewerJob:
     timeout: float = 30.0
 
 
-# A viewer row: (connected, first saw 0 at (client epoch s) or None, messages after the opening, error)
-ViewerRow = tuple[bool, "float | None", int, "str | None"]
+class ViewerRow(NamedTuple):
+    """One WebSocket viewer, as it ends (a NamedTuple: it crosses process boundaries)."""
+
+    connected: bool
+    saw_zero_at: float | None  # client epoch seconds it first saw remaining == 0
+    messages: int  # received from the opening on
+    error: str | None
+
+
+@dataclass
+class _Viewer:
+    """A viewer while it watches (mutable); ``row()`` freezes it."""
+
+    connected: bool = False
+    saw_zero_at: float | None = None
+    messages: int = 0
+    error: str | None = None
+
+    def row(self) -> ViewerRow:
+        return ViewerRow(self.connected, self.saw_zero_at, self.messages, self.error)
 
 
 async def _viewers(job: ViewerJob, connected, zeroed, stop, open_at, settled) -> list[ViewerRow]:
     import aiohttp
 
-    rows: list[list] = [[False, None, 0, None] for _ in range(job.count)]
+    viewers = [_Viewer() for _ in range(job.count)]
     gate = asyncio.Semaphore(job.connect_parallel)
     timeout = aiohttp.ClientTimeout(total=None, connect=job.timeout, sock_connect=job.timeout)
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
-        async def watch(row: list) -> None:
+        async def watch(row: _Viewer) -> None:
             try:
                 # Viewers of a real war arrive over minutes, not all in one instant: connecting them a few at
                 # a time keeps the handshake burst out of what this measures (the storm and the fan-out).
                 async with gate:
                     ws = await session.ws_connect(job.url, origin=job.origin, autoping=True)
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                row[3] = f"connect: {type(exc).__name__}"
+                row.error = f"connect: {type(exc).__name__}"
                 _bump(settled)
                 return
-            row[0] = True
+            row.connected = True
             _bump(connected)
             _bump(settled)
             try:
@@ -341,24 +409,24 @@ async def _viewers(job: ViewerJob, connected, zeroed, stop, open_at, settled) ->
                         break
                     now = time.time()
                     if now >= open_at.value:
-                        row[2] += 1
-                    if row[1] is None and json.loads(message.data).get("remaining") == 0:
-                        row[1] = now
+                        row.messages += 1
+                    if row.saw_zero_at is None and json.loads(message.data).get("remaining") == 0:
+                        row.saw_zero_at = now
                         _bump(zeroed)
-                if row[1] is None and ws.close_code not in (None, 1000):
-                    row[3] = f"closed: {ws.close_code}"
+                if row.saw_zero_at is None and ws.close_code not in (None, 1000):
+                    row.error = f"closed: {ws.close_code}"
             except (aiohttp.ClientError, OSError, ValueError) as exc:
-                row[3] = f"receive: {type(exc).__name__}"
+                row.error = f"receive: {type(exc).__name__}"
             finally:
                 await ws.close()
 
-        tasks = [asyncio.create_task(watch(row)) for row in rows]
+        tasks = [asyncio.create_task(watch(viewer)) for viewer in viewers]
         while not stop.is_set():
             await asyncio.sleep(0.05)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    return [tuple(row) for row in rows]
+    return [viewer.row() for viewer in viewers]
 
 
 def _child(queue, fn, args) -> None:
@@ -421,7 +489,7 @@ def run_storm_job(job: StormJob, counter) -> list[Shot]:
     return asyncio.run(_storm(job, counter))
 
 
-def run_steady_job(job: SteadyJob, counter) -> dict:
+def run_steady_job(job: SteadyJob, counter) -> SteadyResult:
     return asyncio.run(_steady(job, counter))
 
 

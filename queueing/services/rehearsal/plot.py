@@ -3,6 +3,8 @@ imported when a figure is drawn, never when this module is."""
 
 from __future__ import annotations
 
+from .report import Bucket
+
 
 def plot(report: dict, path: str, *, bucket_ms: int = 100) -> None:
     """Reservations, answers per second by outcome, and latency percentiles over time since the opening."""
@@ -29,19 +31,20 @@ def plot(report: dict, path: str, *, bucket_ms: int = 100) -> None:
     top.set_title("Reservations over time", fontsize=10)
     top.legend(loc="lower right", fontsize=8)
 
-    buckets = timeline["buckets"]
-    xs = [row[0] / 1000 for row in buckets]
-    outcomes = sorted({code for row in buckets for code in row[5]})
+    buckets = [Bucket(*row) for row in timeline["buckets"]]  # lists when the report was read back from JSON
+    xs = [b.start_ms / 1000 for b in buckets]
+    outcomes = sorted({code for b in buckets for code in b.answers})
     for code in outcomes:
-        middle.step(xs, [row[5].get(code, 0) * 1000 / bucket_ms for row in buckets], where="post", label=code)
+        middle.step(xs, [b.answers.get(code, 0) * 1000 / bucket_ms for b in buckets], where="post", label=code)
     middle.set_ylabel("answers/s")
     middle.set_title(f"Answers per second by outcome (per {bucket_ms} ms, by arrival)", fontsize=10)
     if outcomes:
         middle.legend(loc="upper right", fontsize=8)
 
-    for index, label in ((2, "p50"), (3, "p90"), (4, "p99")):
-        points = [(x, row[index]) for x, row in zip(xs, buckets, strict=True) if row[index] is not None]
-        bottom.plot([p[0] for p in points], [p[1] for p in points], marker=".", label=label)
+    for label in ("p50", "p90", "p99"):
+        points = [(x, getattr(b, f"{label}_ms")) for x, b in zip(xs, buckets, strict=True)]
+        points = [(x, ms) for x, ms in points if ms is not None]
+        bottom.plot([x for x, _ in points], [ms for _, ms in points], marker=".", label=label)
     bottom.set_ylabel("latency (ms, by send time)")
     bottom.set_xlabel("seconds since the war opened (server clock)")
     bottom.set_title("Latency percentiles over time", fontsize=10)

@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from queueing.models import Slot, Ticket
 from queueing.services import audit, clock
@@ -19,14 +20,14 @@ from .load import Shot, ViewerRow
 
 def clock_offset_ms(samples: int = 5) -> float:
     """Server clock (Redis TIME) minus this machine's clock, from the sample with the shortest round trip."""
-    best = None
+    best_round_trip, best_offset = math.inf, 0.0
     for _ in range(samples):
         before = time.time() * 1000
         server = clock.redis_now_ms()
         after = time.time() * 1000
-        if best is None or after - before < best[0]:
-            best = (after - before, server - (before + after) / 2)
-    return best[1]
+        if after - before < best_round_trip:
+            best_round_trip, best_offset = after - before, server - (before + after) / 2
+    return best_offset
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -72,11 +73,11 @@ def build_report(slot: Slot, shots: list[Shot], viewer_rows: list[ViewerRow], in
     """The rehearsal's report, every figure on the server's clock, with the exactness audit."""
     slot.refresh_from_db()
     opens_ms = datetime_to_ms(slot.war_opens_at)
-    storm = [s for s in shots if not s[7]]
-    outcomes = Counter(s[4] for s in shots)
+    storm = [s for s in shots if not s.early]
+    outcomes = Counter(s.code for s in shots)
     # A buyer is told about a ticket by a 201, and by a 200 ("already yours") on a retry.
     acknowledged = sorted(
-        {audit.Acknowledged(s[5], s[6]) for s in shots if s[3] in (200, 201) and s[5]},
+        {audit.Acknowledged(s.ticket, s.queue_number) for s in shots if s.status in (200, 201) and s.ticket},
         key=lambda a: (a.queue_number, a.code),
     )
 
@@ -84,19 +85,19 @@ def build_report(slot: Slot, shots: list[Shot], viewer_rows: list[ViewerRow], in
         return client_epoch_s * 1000 + info.offset_ms
 
     throughput = None
-    answered_storm = [s for s in storm if s[3] != 0]  # refused connections and timeouts are not throughput
+    answered_storm = [s for s in storm if s.status != 0]  # refused connections and timeouts are not throughput
     if answered_storm:
-        first = min(s[1] for s in answered_storm)
-        last = max(s[1] + s[2] for s in answered_storm)
+        first = min(s.sent_at for s in answered_storm)
+        last = max(s.sent_at + s.latency for s in answered_storm)
         throughput = len(answered_storm) / max(last - first, 1e-6)
 
     tickets = list(
         Ticket.objects.filter(slot=slot, status__in=Ticket.HOLDING)
         .order_by("reserved_at")
-        .values_list("reserved_at", "created_at", "user__is_rehearsal")
+        .values_list("reserved_at", "created_at", "user__is_rehearsal", named=True)
     )
-    reserved_ms = sorted(datetime_to_ms(t[0]) - opens_ms for t in tickets)
-    committed_ms = sorted(datetime_to_ms(t[1]) - opens_ms for t in tickets)
+    reserved_ms = sorted(datetime_to_ms(t.reserved_at) - opens_ms for t in tickets)
+    committed_ms = sorted(datetime_to_ms(t.created_at) - opens_ms for t in tickets)
     sold_out = len(tickets) >= slot.quota
     sellout_server_ms = opens_ms + reserved_ms[-1] if sold_out and reserved_ms else None
 
@@ -105,7 +106,7 @@ def build_report(slot: Slot, shots: list[Shot], viewer_rows: list[ViewerRow], in
         slot,
         acknowledged,
         expect_sold_out=outcomes["sold_out"] > 0,
-        all_answers_seen=not any(s[3] == 0 for s in shots),
+        all_answers_seen=not any(s.status == 0 for s in shots),
         rehearsal_only=True,
     )
     shortfall = _shortfall(slot, shots, len(tickets), info)
@@ -134,12 +135,12 @@ def build_report(slot: Slot, shots: list[Shot], viewer_rows: list[ViewerRow], in
         },
         "requests": len(shots),
         "outcomes": dict(outcomes.most_common()),
-        "statuses": {str(k): v for k, v in sorted(Counter(s[3] for s in shots).items())},
+        "statuses": {str(k): v for k, v in sorted(Counter(s.status for s in shots).items())},
         "throughput_rps": _round(throughput),
-        "latency": latency_summary(s[2] for s in answered_storm),
+        "latency": latency_summary(s.latency for s in answered_storm),
         "database": {
             "tickets": len(tickets),
-            "rehearsal_tickets": sum(1 for t in tickets if t[2]),
+            "rehearsal_tickets": sum(1 for t in tickets if t.user__is_rehearsal),
             "sold_out": sold_out,
             "open_to_sold_out_ms": reserved_ms[-1] if sold_out and reserved_ms else None,
             "open_to_last_commit_ms": committed_ms[-1] if sold_out and committed_ms else None,
@@ -163,12 +164,12 @@ EXPLAINED_REFUSALS = frozenset({"sold_out", "rate_limited", "one_per_day", "nik_
 def _shortfall(slot: Slot, shots: list[Shot], tickets: int, info: RunInfo) -> dict:
     """How many tickets the rehearsal should have produced, and why the buyers without one got none."""
     expected = min(slot.quota, info.tickets_before + info.users)
-    with_ticket = {s[0] for s in shots if s[3] in (200, 201) and s[5]}
+    with_ticket = {s.buyer for s in shots if s.status in (200, 201) and s.ticket}
     last: dict[int, Shot] = {}
-    for shot in sorted(shots, key=lambda s: s[1]):
-        last[shot[0]] = shot
+    for shot in sorted(shots, key=lambda s: s.sent_at):
+        last[shot.buyer] = shot
     reasons = Counter(
-        last[index][4] if index in last else "never_sent" for index in range(info.users) if index not in with_ticket
+        last[index].code if index in last else "never_sent" for index in range(info.users) if index not in with_ticket
     )
     missing = max(0, expected - tickets)
     unexplained = {code: n for code, n in reasons.items() if code not in EXPLAINED_REFUSALS}
@@ -183,8 +184,8 @@ def _shortfall(slot: Slot, shots: list[Shot], tickets: int, info: RunInfo) -> di
 def _verdicts(shots: list[Shot], shortfall: dict, info: RunInfo) -> list[str]:
     """Ways the rehearsal itself failed (on top of the exactness audit): it proved nothing."""
     problems = []
-    if shots and all(s[3] == 0 for s in shots):
-        codes = Counter(s[4] for s in shots)
+    if shots and all(s.status == 0 for s in shots):
+        codes = Counter(s.code for s in shots)
         problems.append(
             f"no attempt got an answer from {info.url}: "
             + ", ".join(f"{n} x {code}" for code, n in codes.most_common())
@@ -199,15 +200,15 @@ def _verdicts(shots: list[Shot], shortfall: dict, info: RunInfo) -> list[str]:
     return problems
 
 
-def _viewer_summary(rows, info: RunInfo, opens_ms, sellout_server_ms, server_ms) -> dict:
+def _viewer_summary(rows: list[ViewerRow], info: RunInfo, opens_ms, sellout_server_ms, server_ms) -> dict:
     if not rows:
         return {"watching": 0}
-    connected = [r for r in rows if r[0]]
-    zeros = [server_ms(r[1]) for r in connected if r[1] is not None]
+    connected = [r for r in rows if r.connected]
+    zeros = [server_ms(r.saw_zero_at) for r in connected if r.saw_zero_at is not None]
     window_s = None
     if info.viewers_stopped_at is not None:
         window_s = max((server_ms(info.viewers_stopped_at) - opens_ms) / 1000, 1e-3)
-    errors = Counter(r[3] for r in rows if r[3])
+    errors = Counter(r.error for r in rows if r.error)
     return {
         "watching": len(rows),
         "connected": len(connected),
@@ -216,39 +217,50 @@ def _viewer_summary(rows, info: RunInfo, opens_ms, sellout_server_ms, server_ms)
         if zeros and sellout_server_ms and len(zeros) == len(connected)
         else None,
         "last_saw_zero_after_open_ms": _round(max(zeros) - opens_ms) if zeros else None,
-        "messages_per_viewer_per_second": _round(sum(r[2] for r in connected) / len(connected) / window_s, 2)
+        "messages_per_viewer_per_second": _round(sum(r.messages for r in connected) / len(connected) / window_s, 2)
         if connected and window_s
         else None,
         "errors": dict(errors.most_common(5)),
     }
 
 
-def _latency_timeline(storm: list[Shot], opens_ms: float, server_ms, bucket_ms: int = 100) -> list[list]:
-    """Per bucket of time since the opening: [start ms, requests sent, p50, p90, p99 of their latencies,
-    {outcome: answers that arrived in the bucket}]. Every bucket from the opening to the last answer is
-    present, empty ones too, so a plot of them shows pauses as pauses."""
+class Bucket(NamedTuple):
+    """One bucket of the report's latency timeline (``report["timeline"]["buckets"]``).
+
+    A NamedTuple so that the JSON report keeps it as a plain list, ``[start_ms, sent, p50_ms, p90_ms,
+    p99_ms, {outcome: answers}]``; ``Bucket(*row)`` names a row read back from JSON.
+    """
+
+    start_ms: int  # since the opening, on the server's clock
+    sent: int  # requests sent in the bucket
+    p50_ms: float | None  # latency percentiles of the requests sent in the bucket
+    p90_ms: float | None
+    p99_ms: float | None
+    answers: dict[str, int]  # outcome -> answers that arrived in the bucket
+
+
+def _latency_timeline(storm: list[Shot], opens_ms: float, server_ms, bucket_ms: int = 100) -> list[Bucket]:
+    """Every bucket from the opening to the last answer, empty ones too, so a plot shows pauses as pauses."""
     sent: dict[int, list[float]] = {}
     answered: dict[int, Counter] = {}
     for shot in storm:
-        sent_at = server_ms(shot[1]) - opens_ms
-        sent.setdefault(int(sent_at // bucket_ms), []).append(shot[2] * 1000)
-        answered.setdefault(int((sent_at + shot[2] * 1000) // bucket_ms), Counter())[shot[4]] += 1
+        sent_at = server_ms(shot.sent_at) - opens_ms
+        sent.setdefault(int(sent_at // bucket_ms), []).append(shot.latency * 1000)
+        answered.setdefault(int((sent_at + shot.latency * 1000) // bucket_ms), Counter())[shot.code] += 1
     if not sent:
         return []
-    rows = []
-    for index in range(min([0, *sent]), max([*sent, *answered]) + 1):
-        ms = sent.get(index, [])
-        rows.append(
-            [
-                index * bucket_ms,
-                len(ms),
-                _round(percentile(ms, 50)),
-                _round(percentile(ms, 90)),
-                _round(percentile(ms, 99)),
-                dict(answered.get(index, {})),
-            ]
+    return [
+        Bucket(
+            start_ms=index * bucket_ms,
+            sent=len(ms),
+            p50_ms=_round(percentile(ms, 50)),
+            p90_ms=_round(percentile(ms, 90)),
+            p99_ms=_round(percentile(ms, 99)),
+            answers=dict(answered.get(index, {})),
         )
-    return rows
+        for index in range(min([0, *sent]), max([*sent, *answered]) + 1)
+        for ms in [sent.get(index, [])]
+    ]
 
 
 def reaudit(report: dict) -> list[str]:

@@ -12,6 +12,8 @@ from queueing.models import Slot, Ticket
 from queueing.services.store import datetime_to_ms
 
 from .load import (
+    Attempt,
+    EarlyAttempt,
     StormJob,
     Target,
     ViewerJob,
@@ -125,12 +127,12 @@ def rehearse(plan: Plan, progress: Progress | None = None) -> dict:
         viewers_open_at.value = open_at
 
         rng = random.Random(plan.seed)
-        attempts = [(i, b.token) for i, b in enumerate(buyers) for _ in range(plan.attempts_per_user)]
+        attempts = [Attempt(i, b.token) for i, b in enumerate(buyers) for _ in range(plan.attempts_per_user)]
         rng.shuffle(attempts)
         now = time.time()
         window = max(0.0, open_at - now - 0.4)
         early = [
-            (now + 0.2 + rng.random() * window, i, buyers[i].token)
+            EarlyAttempt(now + 0.2 + rng.random() * window, i, buyers[i].token)
             for i in (rng.randrange(len(buyers)) for _ in range(plan.early if buyers else 0))
         ]
         body = json.dumps(
