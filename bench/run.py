@@ -235,11 +235,11 @@ def steady(name: str, base: str, requests: list[bytes], sizes: Sizes, seconds: f
     ended = time.time()
     statuses, codes, latencies = {}, {}, []
     for part in parts:
-        for key, value in part["statuses"].items():
+        for key, value in part.statuses.items():
             statuses[str(key)] = statuses.get(str(key), 0) + value
-        for key, value in part["codes"].items():
+        for key, value in part.codes.items():
             codes[key] = codes.get(key, 0) + value
-        latencies += part["latencies"]
+        latencies += part.latencies
     # Requests still in flight at the end finish a little after it: count the time they took too.
     elapsed = max(seconds, min(ended - start_at, seconds + max(latencies, default=0)))
     result = Steady(

@@ -207,7 +207,10 @@ def _info(users: int) -> rehearsal.RunInfo:
 
 
 def _shot(index: int, status: int, code: str) -> rehearsal.Shot:
-    return (index, 1000.0 + index, 0.01, status, code, None, None, False)
+    return rehearsal.Shot(
+        buyer=index, sent_at=1000.0 + index, latency=0.01, status=status, code=code, ticket=None, queue_number=None,
+        early=False,
+    )  # fmt: skip
 
 
 def test_a_rehearsal_that_got_no_answer_or_unexplained_missing_tickets_fails():
