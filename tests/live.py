@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from asgiref.sync import sync_to_async
+from channels.layers import channel_layers
 from django.conf import settings
 from django.db import connection, connections
 
@@ -172,4 +173,10 @@ def run_async(scenario):
             # Thread-sensitive sync_to_async calls (the consumer's included) share one thread.
             await sync_to_async(connections.close_all)()
 
-    return asyncio.run(wrapped())
+    try:
+        return asyncio.run(wrapped())
+    finally:
+        # The process-wide channel layer keeps asyncio locks; one contended in this loop is bound to it,
+        # and the next test's loop then fails on it ("bound to a different event loop": seen on a loaded
+        # CI host). Production runs one loop per process; each test gets a fresh layer instead.
+        channel_layers.backends.clear()
