@@ -165,10 +165,12 @@ def test_the_admin_index_on_a_phone_keeps_words_whole(site, browser, recorder):
     staff = make_user(is_staff=True, is_superuser=True)
     with phone_page(browser, site, recorder, user=staff) as page, recorder.on_failure():
         page.goto(f"{site}/admin/")
-        link = page.locator("#warroom-link a")
-        box = link.bounding_box()
-        line = float(link.evaluate("el => parseFloat(getComputedStyle(el).lineHeight) || 20"))
-        assert box["height"] < 2 * line and box["width"] > 100, box
+        links = page.locator("#warroom-link a")  # the war room, then abuse signals
+        assert links.count() >= 1
+        for link in links.all():
+            box = link.bounding_box()
+            line = float(link.evaluate("el => parseFloat(getComputedStyle(el).lineHeight) || 20"))
+            assert box["height"] < 2 * line and box["width"] > 100, (link.inner_text(), box)
         assert page.evaluate(WIDTH) <= PHONE_WIDTH
 
 
