@@ -209,6 +209,13 @@ def test_war_status_fits_the_terminal_and_shows_every_slots_id_time_and_remainin
         assert "(locations without 'Butik Emas Lm')" in lines
 
 
+@pytest.mark.parametrize("command", ["reconcile", "sync_quota"])
+def test_every_operator_command_refuses_an_unknown_slot_id(command):
+    make_slot(quota_size=4)
+    with pytest.raises(CommandError, match="no slot with id 9999"):
+        call_command(command, slot=[9999])
+
+
 def test_war_status_says_whether_postgres_and_redis_agreed_at_the_last_check(monkeypatch):
     monkeypatch.setenv("COLUMNS", "80")
     slot = make_slot(quota_size=4)

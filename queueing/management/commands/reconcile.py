@@ -1,6 +1,6 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from queueing.models import Slot
+from queueing.management.slots import slots_by_id
 from queueing.services import reconcile
 
 
@@ -22,10 +22,7 @@ class Command(BaseCommand):
     def handle(self, *args, repair=False, slot=None, grace_ms=5000, **options):
         slots = None
         if slot:
-            slots = list(Slot.objects.select_related("location").filter(pk__in=slot))
-            unknown = sorted(set(slot) - {s.pk for s in slots})
-            if unknown:
-                raise CommandError(f"Unknown slot id(s): {', '.join(map(str, unknown))}")
+            slots = slots_by_id(slot)
         reports = reconcile.reconcile(slots, repair=repair, grace_ms=grace_ms)
         if slots is None:
             reconcile.record(reports)

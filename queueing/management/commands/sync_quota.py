@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from queueing.models import Slot
+from queueing.management.slots import slots_by_id
 from queueing.services import heal, quota
 
 
@@ -21,10 +21,7 @@ class Command(BaseCommand):
     def handle(self, *args, slot=None, rebuild=False, **options):
         slots = None
         if slot:
-            slots = list(Slot.objects.select_related("location").filter(pk__in=slot))
-            unknown = sorted(set(slot) - {s.pk for s in slots})
-            if unknown:
-                raise CommandError(f"Unknown slot id(s): {', '.join(map(str, unknown))}")
+            slots = slots_by_id(slot)
         else:
             healed = heal.check_and_heal(sweep=False)
             if healed:

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from queueing.management.slots import slots_by_id
 from queueing.models import Slot, Ticket
 from queueing.services import clock, quota, reconcile, warroom
 
@@ -35,9 +36,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, watch=False, slot=None, interval=1.0, count=None, **options):
         if slot:
-            missing = sorted(set(slot) - set(Slot.objects.filter(pk__in=slot).values_list("pk", flat=True)))
-            if missing:
-                raise CommandError(f"no slot with id {', '.join(map(str, missing))}; `manage.py war_status` lists them")
+            slots_by_id(slot)
         if watch:
             return self.watch(slot, interval, count)
         now = clock.redis_now()
