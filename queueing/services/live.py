@@ -203,10 +203,6 @@ class Broadcaster:
                 due.append(state.message())
         return due
 
-    def refresh_catalog(self) -> None:
-        """Re-read the slot list on the next tick (tests, or after a known catalog change)."""
-        self._refs_read_at = float("-inf")
-
     async def tick(self) -> list[dict]:
         """One round: read, then send. Returns the messages sent (tests drive the broadcaster with this)."""
         messages = await sync_to_async(self.collect, thread_sensitive=False)()
