@@ -47,7 +47,7 @@ class User(AbstractBaseUser, PermissionsMixin):
     date_joined = models.DateTimeField(_("terdaftar sejak"), default=timezone.now)
     # The client address that made the account (wartiket.http.client_ip): staff's abuse signals group by it.
     registered_ip = models.GenericIPAddressField(_("IP pendaftaran"), null=True, blank=True, db_index=True)
-    # Set by a PostgreSQL trigger (migration 0004) whenever a fact the identity cache holds changes, however
+    # Set by a PostgreSQL trigger (migration 0005) whenever a fact the identity cache holds changes, however
     # the change is made (save, QuerySet.update, raw SQL); the cache's listener catches up from it.
     identity_changed_at = models.DateTimeField(_("identitas berubah"), null=True, editable=False, db_index=True)
 

@@ -1,14 +1,14 @@
 """Who is calling, answered from Redis so the war endpoint never has to ask PostgreSQL.
 
 A war rejection must cost zero database queries, yet every request must still be tied to a real, active
-account. The few facts the war needs (id, active, has NIK, session hash) are cached in Redis per user and
+account. The few facts the war needs (id, active, has NIK, person key, session hash) are cached in Redis per user and
 per API token (``IDENTITY_TTL``), filled from PostgreSQL on a miss.
 
 How long a stale entry can be used — the bound:
 
 - ``save()`` of a user, and deleting a token, drop the entries at once (``accounts/signals.py``);
 - any other change of a cached fact (``QuerySet.update()``, raw SQL, another service) fires a PostgreSQL
-  trigger (migration ``accounts/0004``) that NOTIFYs ``identity`` at commit. Each web process runs one
+  trigger (migration ``accounts/0005``) that NOTIFYs ``identity`` at commit. Each web process runs one
   listener thread (started by its first identity lookup, reconnecting after a failure) that drops the
   user's entries when it hears it: within about a second after the commit. It drops them once more a
   second later, in case a lookup that read PostgreSQL just before the commit wrote the old facts back;

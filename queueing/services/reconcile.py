@@ -29,7 +29,8 @@ from django.conf import settings
 from django.db import DatabaseError, IntegrityError
 
 from queueing.models import Slot, Ticket
-from queueing.services import clock, quota
+from queueing.services import clock, quota, store
+from queueing.services import slots as slot_edits
 from queueing.services.store import datetime_to_ms, day_keys, ms_to_datetime, script, slot_keys
 from wartiket.redis_client import get_redis
 
@@ -148,7 +149,7 @@ def check_day(day: str, slots: list[Slot], *, grace_ms: int = 5000) -> list[Slot
             continue
         report.redis_quota, report.redis_sold = int(snap.meta["quota"]), int(snap.meta["sold"])
         pending = snap.meta.get("pending")
-        if pending is not None and now_ms - int(pending) >= slots.PENDING_STALE_MS:
+        if pending is not None and now_ms - int(pending) >= slot_edits.PENDING_STALE_MS:
             report.settings_differ = True
             report.problems.append("a staff edit has not reached Redis (pending)")
         elif pending is None:
@@ -215,7 +216,7 @@ def repair_slot(report: SlotReport) -> SlotReport:
             # PostgreSQL refuses it (the person holds another ticket that day, the number is taken):
             # the holder is wrong, not the database. Release it; the number goes back only if free.
             number_taken = "ticket_unique_holding_number" in str(exc)
-            _release(keys, holder, "reconcile_refused", give_back=not number_taken)
+            _release(slot, holder, "reconcile_refused", give_back=not number_taken)
             report.repaired.append(f"released {holder['code']} (PostgreSQL refused it: {exc.__cause__})")
             continue
         except DatabaseError as exc:
@@ -226,7 +227,7 @@ def repair_slot(report: SlotReport) -> SlotReport:
         if created:
             report.repaired.append(f"restored ticket {holder['code']}")
     for holder in report.cancelled_but_held:
-        _release(keys, holder, "reconcile_cancelled", give_back=True)
+        _release(slot, holder, "reconcile_cancelled", give_back=True)
         report.repaired.append(f"released cancelled ticket {holder['code']}")
     if report.missing_in_redis or report.day_entries or report.sold_differs:
         rows = quota.holding_tickets(slot=slot).values_list(*quota.TICKET_FIELDS)
@@ -250,19 +251,8 @@ def repair_slot(report: SlotReport) -> SlotReport:
     return report
 
 
-def _release(keys, holder: dict, reason: str, *, give_back: bool) -> None:
-    script("release")(
-        keys=keys.state,
-        args=[
-            holder["user"],
-            holder["code"],
-            keys.slot.rsplit(":", 1)[-1],
-            reason,
-            holder["person"],
-            settings.WAR_JOURNAL_MAXLEN,
-            1 if give_back else 0,
-        ],
-    )
+def _release(slot: Slot, holder: dict, reason: str, *, give_back: bool) -> None:
+    store.release(slot.pk, slot.war_day, holder["user"], holder["code"], holder["person"], reason, give_back=give_back)
 
 
 def reconcile(slots=None, *, repair: bool = False, grace_ms: int = 5000) -> list[SlotReport]:

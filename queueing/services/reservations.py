@@ -29,7 +29,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from queueing.models import Ticket, new_ticket_code
-from queueing.services import bypass, catalog, clock, events, heal
+from queueing.services import bypass, catalog, clock, events, heal, store
 from queueing.services.catalog import SlotRef
 from queueing.services.errors import ReservationError
 from queueing.services.store import datetime_to_ms, ms_to_datetime, reserve_keys, script, slot_keys
@@ -37,8 +37,6 @@ from wartiket.outages import REDIS_OUTAGES
 from wartiket.redis_client import get_redis
 
 log = logging.getLogger(__name__)
-
-REDIS_ERRORS = REDIS_OUTAGES
 
 # Unique constraints of queueing.Ticket, by what their violation means for the attempt.
 PERSON_DAY = ("ticket_one_holding_per_person_day", "ticket_one_holding_per_user_day")
@@ -117,7 +115,7 @@ def reserve(
                 settings.WAR_JOURNAL_MAXLEN,
             ],
         )
-    except REDIS_ERRORS as exc:
+    except REDIS_OUTAGES as exc:
         log.warning("reserve: Redis unavailable: %s", exc)
         raise ReservationError("unavailable", retry_after=settings.WAR_RETRY_AFTER_SECONDS) from exc
 
@@ -280,7 +278,8 @@ def _refused_by_postgres(exc: IntegrityError, principal, ref: SlotRef, number: i
             held = held.filter(slot_id=ref.id)
         other = held.first()
         if other is not None:
-            heal.kick_reconcile(ref.id)
+            # Redis lacks the other ticket (or its person entry): teach Redis that slot from PostgreSQL.
+            heal.kick_reconcile(other.slot_id)
             if other.slot_id == ref.id:
                 log.warning("reserve: Redis forgot ticket %s of slot %s; answered from PostgreSQL", other.code, ref.id)
                 return Reservation(False, ref, other.queue_number, other.code, datetime_to_ms(other.reserved_at), 0)
@@ -298,22 +297,10 @@ def _refused_by_postgres(exc: IntegrityError, principal, ref: SlotRef, number: i
 
 
 def _undo(principal, ref: SlotRef, code: str, *, give_back: bool = True) -> None:
-    keys = slot_keys(ref.id, ref.day)
     reason = "db_failed" if give_back else "number_taken"
     try:
-        script("release")(
-            keys=keys.state,
-            args=[
-                principal.id,
-                code,
-                ref.id,
-                reason,
-                principal.person_key,
-                settings.WAR_JOURNAL_MAXLEN,
-                1 if give_back else 0,
-            ],
-        )
-    except REDIS_ERRORS:
+        store.release(ref.id, ref.day, principal.id, code, principal.person_key, reason, give_back=give_back)
+    except REDIS_OUTAGES:
         # The journal still shows the reservation; `reconcile` finds it without a PostgreSQL row.
         log.exception("reserve: could not release %s after a PostgreSQL failure", code)
 
@@ -321,7 +308,7 @@ def _undo(principal, ref: SlotRef, code: str, *, give_back: bool = True) -> None
 def _confirm(user_id: int, ref: SlotRef, code: str) -> None:
     try:
         script("confirm")(keys=[slot_keys(ref.id, ref.day).holders], args=[user_id, code])
-    except REDIS_ERRORS:
+    except REDIS_OUTAGES:
         # Harmless: an unconfirmed holder only makes the next retry check its row exists.
         log.warning("reserve: could not mark %s committed", code)
 
@@ -333,11 +320,9 @@ def _ensure_row(principal, ref: SlotRef, number: int, code: str, reserved_ms: in
     """
     user_id = principal.id
     ticket = _new_ticket(principal, ref, number, code, reserved_ms)
-    defaults = {f: getattr(ticket, f) for f in ("slot_id", "user_id", "person", "war_day", "one_per_day")}
+    fields = ("slot_id", "user_id", "person", "war_day", "one_per_day", "queue_number", "reserved_at")
     try:
-        _, created = Ticket.objects.get_or_create(
-            code=code, defaults={**defaults, "queue_number": number, "reserved_at": ticket.reserved_at}
-        )
+        _, created = Ticket.objects.get_or_create(code=code, defaults={f: getattr(ticket, f) for f in fields})
     except IntegrityError as exc:
         # Restoring would break a PostgreSQL promise (another ticket that day, or this number taken):
         # the holder is stale, and the answer is PostgreSQL's.
@@ -406,11 +391,11 @@ def cancel(user_id: int | None, code: str, *, reason: str = "cancel") -> Cancell
 
 def release_seat(ticket: Ticket, reason: str) -> int | None:
     """Give a cancelled ticket's number back in Redis. Returns the slot's remaining, None if not now."""
-    keys = slot_keys(ticket.slot_id, ticket.war_day.isoformat())
-    args = [ticket.user_id, ticket.code, ticket.slot_id, reason, ticket.person, settings.WAR_JOURNAL_MAXLEN, 1]
     try:
-        reply = script("release")(keys=keys.state, args=args)
-    except REDIS_ERRORS as exc:
+        reply = store.release(
+            ticket.slot_id, ticket.war_day.isoformat(), ticket.user_id, ticket.code, ticket.person, reason
+        )
+    except REDIS_OUTAGES as exc:
         log.warning("cancel: Redis could not release %s (%s); reconcile will", ticket.code, exc)
         return None
     if reply[0] == "not_holder":

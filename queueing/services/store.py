@@ -11,6 +11,7 @@ import datetime
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.conf import settings
 from django.utils import timezone
 
 from wartiket.redis_client import lua
@@ -78,6 +79,17 @@ def script(name: str):
     if name not in SCRIPT_NAMES:
         raise KeyError(f"unknown script {name!r}")
     return lua(LUA_DIR / f"{name}.lua")
+
+
+def release(
+    slot_id: int, day: str, user_id: int | str, code: str, person: str, reason: str, *, give_back: bool = True
+) -> list:
+    """Run release.lua for one holder (cancel, an undone attempt, reconcile). Redis outages propagate.
+
+    ``give_back=False`` keeps the number out of the free set: PostgreSQL says another ticket holds it.
+    """
+    args = [user_id, code, slot_id, reason, person, settings.WAR_JOURNAL_MAXLEN, 1 if give_back else 0]
+    return script("release")(keys=slot_keys(slot_id, day).state, args=args)
 
 
 def ms_to_datetime(ms: int | str) -> datetime.datetime:

@@ -265,7 +265,10 @@ def test_an_edit_committed_in_postgres_but_never_applied_to_redis_keeps_the_war_
     assert (status, body["code"]) == (503, "not_ready")
 
     monkeypatch.setattr(slots, "PENDING_STALE_MS", 0)  # the edit is long dead: don't wait 5 s for it here
+    [report] = reconcile.reconcile([Slot.objects.get(pk=slot.pk)])
+    assert report.drift and "a staff edit has not reached Redis (pending)" in report.lines()
     assert heal.finish_pending_edits() == [slot.pk]
+    assert not reconcile.reconcile([Slot.objects.get(pk=slot.pk)])[0].drift
     status, body = war(buyer, slot)
     assert (status, body["code"]) == (403, "too_early")
 
