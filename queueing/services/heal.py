@@ -120,8 +120,19 @@ def _rebuild(r: redis.Redis, run_id: str, reason: str) -> HealResult:
     return HealResult(len(days), len(upcoming), reason)
 
 
+def wait_until_trusted(*, timeout: float) -> bool:
+    """Wait for another process' rebuild to finish; True once Redis' state was built on this server."""
+    deadline = time.monotonic() + timeout
+    while not is_trusted():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def mark_built(r: redis.Redis | None = None) -> None:
-    """Record that Redis' state now comes from PostgreSQL on this server (after a full sync_quota)."""
+    """Record that Redis' state comes from PostgreSQL on this server (tests: an empty Redis beside an
+    empty database is such a state)."""
     r = r or get_redis()
     r.hset(GEN_KEY, mapping={"run_id": server_id(r), "built_ms": clock.redis_now_ms(), "by": _me()})
 

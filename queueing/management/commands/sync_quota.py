@@ -26,12 +26,13 @@ class Command(BaseCommand):
             healed = heal.check_and_heal(sweep=False)
             if healed:
                 self.stdout.write(f"Redis rebuilt from PostgreSQL ({healed.reason}): {healed.days} war day(s).")
+            elif not heal.wait_until_trusted(timeout=heal.LOCK_MS / 1000):
+                # Syncing on top of another process' rebuild would lift its pending marks too early.
+                raise CommandError("another process is rebuilding Redis and has not finished; try again")
         try:
             results = quota.sync_all(slots, rebuild=rebuild)
         except quota.QuotaError as exc:
             raise CommandError(str(exc)) from exc
-        if slots is None:
-            heal.mark_built()
         for result in results:
             self.stdout.write(
                 f"slot {result.slot_id}: {result.action}, remaining {result.remaining}", self.style.NOTICE
