@@ -102,6 +102,17 @@ class SlotQuerySet(models.QuerySet):
         return self.filter(Q(war_closes_at__gt=moment) | (Q(war_closes_at__isnull=True) & starts_after))
 
 
+class Allocation(models.TextChoices):
+    FCFS = "fcfs", _("siapa cepat dia dapat")
+    DRAW = "draw", _("undian")
+
+
+class Challenge(models.TextChoices):
+    OFF = "off", _("mati")
+    ON = "on", _("nyala")
+    HOT = "hot", _("nyala, lebih berat")
+
+
 class Slot(models.Model):
     """One visiting time at one boutique on one day, with the war that hands out its queue numbers."""
 
@@ -114,6 +125,25 @@ class Slot(models.Model):
     war_opens_at = models.DateTimeField(_("war dibuka"), help_text=_("Detik war dibuka, menurut jam server"))
     war_closes_at = models.DateTimeField(
         _("war ditutup"), null=True, blank=True, help_text=_("Kosong: war ditutup saat slot dimulai")
+    )
+    allocation = models.CharField(
+        _("cara pembagian"),
+        max_length=8,
+        choices=Allocation.choices,
+        default=Allocation.FCFS,
+        help_text=_("Siapa cepat dia dapat, atau undian di antara yang mendaftar sebelum undian ditarik"),
+    )
+    draw_grace_seconds = models.PositiveIntegerField(
+        _("tenggang undian (detik)"),
+        default=10,
+        help_text=_("Undian: pendaftaran ditutup dan undian ditarik sekian detik setelah war dibuka"),
+    )
+    challenge = models.CharField(
+        _("tantangan anti-bot"),
+        max_length=4,
+        choices=Challenge.choices,
+        default=Challenge.OFF,
+        help_text=_("Proof of work (ALTCHA) untuk setiap percobaan war dan pendaftaran undian"),
     )
     created_at = models.DateTimeField(_("dibuat"), auto_now_add=True)
 
@@ -146,6 +176,20 @@ class Slot(models.Model):
         return self.war_closes_at or self.starts_at
 
     @property
+    def is_draw(self) -> bool:
+        return self.allocation == Allocation.DRAW
+
+    @property
+    def entry_opens_at(self) -> datetime.datetime:
+        """Draw mode: when entries are first taken (``WAR_DRAW_ENTRY_MINUTES`` before the war opens)."""
+        return self.war_opens_at - datetime.timedelta(minutes=settings.WAR_DRAW_ENTRY_MINUTES)
+
+    @property
+    def draw_at(self) -> datetime.datetime:
+        """Draw mode: when entries close and the draw is made."""
+        return self.war_opens_at + datetime.timedelta(seconds=self.draw_grace_seconds)
+
+    @property
     def war_day(self) -> str:
         """The day whose one-ticket-per-person rule this slot falls under, and its Redis hash tag."""
         return self.date.isoformat()
@@ -160,6 +204,8 @@ class Slot(models.Model):
                 raise ValidationError({"war_closes_at": _("Penutupan harus setelah pembukaan.")})
             if self.war_opens_at >= self.closes_at:
                 raise ValidationError({"war_opens_at": _("War harus dibuka sebelum slot dimulai.")})
+            if self.is_draw and self.draw_at >= self.closes_at:
+                raise ValidationError({"draw_grace_seconds": _("Undian harus ditarik sebelum war ditutup.")})
 
 
 class Ticket(models.Model):

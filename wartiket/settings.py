@@ -266,6 +266,9 @@ WAR_RATE_LIMIT_WINDOW_MS = envint("WAR_RATE_LIMIT_WINDOW_MS", 10_000)
 # Behind a proxy, the header that carries the client address (e.g. HTTP_X_REAL_IP). Empty: REMOTE_ADDR.
 WAR_CLIENT_IP_HEADER = env("WAR_CLIENT_IP_HEADER")
 WAR_RETRY_AFTER_SECONDS = envint("WAR_RETRY_AFTER_SECONDS", 2)
+# Draw mode (Slot.allocation = draw): entries are taken from this many minutes before the war opens
+# until the slot's draw (war_opens_at + draw_grace_seconds). docs/fairness.md.
+WAR_DRAW_ENTRY_MINUTES = envint("WAR_DRAW_ENTRY_MINUTES", 15)
 # Each war day's reservation journal (a Redis stream read by reconcile) is capped at about this many entries.
 WAR_JOURNAL_MAXLEN = envint("WAR_JOURNAL_MAXLEN", 200_000)
 # A war day's Redis keys expire this many days after the day ends, once none of its wars is still

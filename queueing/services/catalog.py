@@ -33,10 +33,19 @@ class SlotRef:
     time_label: str
     opens_ms: int
     closes_ms: int
+    # Draw mode and the anti-bot challenge, so the war path decides them without PostgreSQL.
+    allocation: str = "fcfs"
+    entry_opens_ms: int = 0
+    draw_ms: int = 0
+    challenge: str = "off"
 
     @property
     def day(self) -> str:
         return self.date
+
+    @property
+    def is_draw(self) -> bool:
+        return self.allocation == "draw"
 
 
 def ref_for(slot: Slot) -> SlotRef:
@@ -48,6 +57,10 @@ def ref_for(slot: Slot) -> SlotRef:
         time_label=slot.time_label,
         opens_ms=datetime_to_ms(slot.war_opens_at),
         closes_ms=datetime_to_ms(slot.closes_at),
+        allocation=slot.allocation,
+        entry_opens_ms=datetime_to_ms(slot.entry_opens_at) if slot.is_draw else 0,
+        draw_ms=datetime_to_ms(slot.draw_at) if slot.is_draw else 0,
+        challenge=slot.challenge,
     )
 
 
