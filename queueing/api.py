@@ -111,10 +111,7 @@ def war_answer(request, principal, data: dict) -> Response:
         if not exc.counted:
             warroom.count_error(exc.code)
         return error_response(exc.code, detail=_detail(exc.code), retry_after=exc.retry_after, **exc.data)
-    return Response(
-        {"code": result.outcome, "ticket": result.ticket_json(), "remaining": result.remaining},
-        status=SUCCESS_STATUS[result.outcome],
-    )
+    return Response(result.body(), status=SUCCESS_STATUS[result.outcome])
 
 
 def _quiet(response):

@@ -61,6 +61,10 @@ class Reservation:
     def outcome(self) -> str:
         return "reserved" if self.created else "already_reserved"
 
+    def body(self) -> dict:
+        """The war API's answer for this outcome (every war result has one, so the view needs no branch)."""
+        return {"code": self.outcome, "ticket": self.ticket_json(), "remaining": self.remaining}
+
     def ticket_json(self) -> dict:
         return {
             "code": self.code,
