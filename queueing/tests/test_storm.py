@@ -11,7 +11,6 @@ import datetime
 import random
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.core.management import call_command
@@ -57,14 +56,15 @@ def run_storm(*, quota_size: int = QUOTA, persist: float = 0.0, during=None, **s
     body = {"location_id": slot.location.slug, "time_slot": slot.time_label, "date": slot.date.isoformat()}
     with gunicorn_server(workers=3, threads=8, WAR_RATE_LIMIT_IP="0", **server_env) as base:
         opens_in = (slot.war_opens_at - clock.redis_now()).total_seconds()
-        with ThreadPoolExecutor(1) as pool:
-            side = pool.submit(during, slot) if during else None
-            results = storm(base, attempts, body, start_at=time.time() + max(opens_in, 0.0), persist=persist)
-            if side:
-                side.result()
-    acknowledged = [
-        audit.Acknowledged(r[2]["ticket"]["code"], r[2]["ticket"]["queue_number"]) for r in results if r[1] == 201
-    ]
+        results = storm(
+            base,
+            attempts,
+            body,
+            start_at=time.time() + max(opens_in, 0.0),
+            persist=persist,
+            during=(lambda: during(slot)) if during else None,
+        )
+    acknowledged = [audit.Acknowledged(s.ticket, s.queue_number) for s in results if s.status == 201]
     return slot, results, audit.exactness_violations(slot, acknowledged, expect_sold_out=True)
 
 
@@ -77,13 +77,13 @@ def test_a_storm_of_2000_attempts_sells_exactly_the_quota():
     _slot, results, violations = run_storm()
     assert len(results) == BUYERS * ATTEMPTS_PER_BUYER
     assert violations == []
-    statuses = Counter((status, body["code"]) for _i, status, body in results)
+    statuses = Counter((s.status, s.code) for s in results)
     assert statuses[(201, "reserved")] == QUOTA
     assert set(statuses) <= {(201, "reserved"), (200, "already_reserved"), (409, "sold_out"), (403, "too_early")}
     # Every buyer who heard "reserved" and asked again got the very same ticket back. (A 200 without a
     # 201 is possible: the buyer's second attempt can be answered first, from the uncommitted holder.)
-    first = {i: body["ticket"] for i, status, body in results if status == 201}
-    repeated = [(i, body["ticket"]) for i, status, body in results if status == 200 and i in first]
+    first = {s.buyer: (s.ticket, s.queue_number) for s in results if s.status == 201}
+    repeated = [(s.buyer, (s.ticket, s.queue_number)) for s in results if s.status == 200 and s.buyer in first]
     assert repeated, "the storm should have buyers who asked again after a 201"
     assert all(ticket == first[i] for i, ticket in repeated)
 
@@ -91,7 +91,7 @@ def test_a_storm_of_2000_attempts_sells_exactly_the_quota():
 def test_the_storm_harness_catches_an_unsafe_reservation_path():
     """Negative control: a check-then-act path (enabled only under a test setting) must be caught."""
     _slot, results, violations = run_storm(WAR_UNSAFE_TEST_PATH="1")
-    statuses = Counter((status, body["code"]) for _i, status, body in results)
+    statuses = Counter((s.status, s.code) for s in results)
     assert any(v.startswith("oversold") for v in violations), (violations, statuses)
     assert statuses[(201, "reserved")] > QUOTA, statuses
 
@@ -117,7 +117,7 @@ def test_reconcile_and_its_repair_during_a_live_storm_find_no_drift_and_hurt_nob
     assert violations == []
     assert len(checks) >= 3, checks
     assert all(lines == [] for lines in checks), [lines for lines in checks if lines][:3]
-    statuses = Counter((status, body["code"]) for _i, status, body in results)
+    statuses = Counter((s.status, s.code) for s in results)
     assert statuses[(201, "reserved")] == QUOTA and not any(status >= 500 for status, _code in statuses), statuses
     assert one_ticket_per_person_and_day(slot)
 
@@ -139,11 +139,11 @@ def test_redis_flushed_mid_storm_heals_itself_and_the_war_ends_exact():
     slot, results, violations = run_storm(quota_size=300, persist=30, during=flush_when_half_sold)
     assert flushed, "the flush must have happened mid-storm"
     assert violations == [], violations
-    unavailable = [body for _i, status, body in results if status == 503]
-    assert unavailable and {body["code"] for body in unavailable} <= {"not_ready", "unavailable"}
+    unavailable = [s for s in results if s.status == 503]
+    assert unavailable and {s.code for s in unavailable} <= {"not_ready", "unavailable"}
     # Resumed by itself: the last 503 came within 10 s of the flush, and the war sold out exactly.
-    assert max(body["at"] for body in unavailable) - flushed[0] < 10
-    final = Counter((status, body["code"]) for _i, status, body in results if status != 503)
+    assert max(s.sent_at + s.latency for s in unavailable) - flushed[0] < 10
+    final = Counter((s.status, s.code) for s in results if s.status != 503)
     assert final[(201, "reserved")] == Ticket.objects.filter(slot=slot).count() == 300, final
     assert not any(status >= 500 or status == 0 for status, _code in final), final
     assert one_ticket_per_person_and_day(slot)

@@ -246,6 +246,10 @@ class StormJob:
     open_at: float  # client epoch seconds of the opening
     connections: int
     timeout: float = 30.0
+    # A buyer told 503 (+ Retry-After) asks again, as the war page does, until a real answer or this many
+    # seconds after the opening; each 503 is kept as a Shot of its own (outage tests measure recovery).
+    persist: float = 0.0
+    persist_every: float = 0.25
 
 
 async def _storm(job: StormJob, counter) -> list[Shot]:
@@ -260,17 +264,21 @@ async def _storm(job: StormJob, counter) -> list[Shot]:
     warm = http_request(job.target, "GET", "/api/time", job.headers)
 
     async def shoot(conn: Connection, index: int, raw: bytes, early: bool) -> None:
-        sent = time.time()
-        try:
-            status, body = await asyncio.wait_for(conn.send(raw), job.timeout)
-            answer = _answer(status, body)
-        except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
-            conn.close()
-            status, answer = 0, Answer(f"client_error:{type(exc).__name__}")
-        results.append(
-            Shot(index, sent, time.time() - sent, status, answer.code, answer.ticket, answer.queue_number, early)
-        )
-        _bump(counter)
+        while True:
+            sent = time.time()
+            try:
+                status, body = await asyncio.wait_for(conn.send(raw), job.timeout)
+                answer = _answer(status, body)
+            except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError) as exc:
+                conn.close()
+                status, answer = 0, Answer(f"client_error:{type(exc).__name__}")
+            results.append(
+                Shot(index, sent, time.time() - sent, status, answer.code, answer.ticket, answer.queue_number, early)
+            )
+            _bump(counter)
+            if status != 503 or time.time() > job.open_at + job.persist:
+                return
+            await asyncio.sleep(job.persist_every)
 
     async def connection_loop() -> None:
         conn = Connection(job.target)
