@@ -363,12 +363,6 @@ class Supervisor:
     def _is_registered(self, child: Child) -> bool:
         return any(key.data is child for key in self._selector.get_map().values())
 
-    def first_dead(self, children: list[Child] | None = None) -> Child | None:
-        for child in self.children if children is None else children:
-            if child.proc.poll() is not None:
-                return child
-        return None
-
     def stop(self, children: list[Child], timeout: float = STOP_TIMEOUT) -> None:
         """SIGTERM each child's main process, SIGKILL its whole process group after ``timeout``."""
         for child in children:

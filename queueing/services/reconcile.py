@@ -45,7 +45,6 @@ class SlotReport:
     pg_holding: int = 0
     redis_ready: bool = True
     redis_sold: int | None = None
-    redis_quota: int | None = None
     missing_in_pg: list[dict] = field(default_factory=list)  # held in Redis, older than grace, no row
     missing_in_redis: list[str] = field(default_factory=list)  # a holding row Redis does not know
     cancelled_but_held: list[dict] = field(default_factory=list)  # PostgreSQL cancelled, Redis still holds
@@ -147,7 +146,7 @@ def check_day(day: str, slots: list[Slot], *, grace_ms: int = 5000) -> list[Slot
             report.problems.append("Redis has no state for this slot (self-heal rebuilds it)")
             reports.append(report)
             continue
-        report.redis_quota, report.redis_sold = int(snap.meta["quota"]), int(snap.meta["sold"])
+        report.redis_sold = int(snap.meta["sold"])
         pending = snap.meta.get("pending")
         if pending is not None and now_ms - int(pending) >= slot_edits.PENDING_STALE_MS:
             report.settings_differ = True
