@@ -380,7 +380,11 @@ def test_over_http_a_proof_buys_one_attempt():
             response = requests.post(f"{base}/api/war", json=war_body(slot), headers=headers, timeout=10)
             return response.status_code, response.json()["code"]
 
-        challenge = requests.get(f"{base}/api/challenge", params={"slot": slot.pk}, timeout=10)
+        # The README's way: the slot's id and level from /api/slots, its challenge, solved with the library.
+        listed = requests.get(f"{base}/api/slots", timeout=10).json()
+        slot_id = next(s["id"] for s in listed if s["challenge"] != "off")
+        assert slot_id == slot.pk
+        challenge = requests.get(f"{base}/api/challenge", params={"slot": slot_id}, timeout=10)
         assert challenge.headers["Cache-Control"] == "no-store"
         proof = solve(challenge.json())
         assert war(tokens[0]) == (403, "challenge_required")
