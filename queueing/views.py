@@ -27,6 +27,7 @@ DEV_FAILURE_CODES = [
     "unavailable",
     "closed",
     "nik_required",
+    "challenge_invalid",
     "network",
 ]
 

@@ -195,7 +195,7 @@ def test_an_easy_challenge_is_refused_on_a_hot_slot_and_the_hot_one_asks_more_wo
 # --- Accepted once ----------------------------------------------------------------------------------
 
 
-def test_a_correct_proof_is_accepted_once_and_its_replay_writes_nothing():
+def test_a_correct_proof_is_accepted_once_and_its_replay_writes_nothing(django_assert_num_queries):
     slot = pow_slot(quota_size=5)
     proof = proof_for(slot)
     first = attempt(token_client(make_user()), slot, proof)
@@ -203,7 +203,10 @@ def test_a_correct_proof_is_accepted_once_and_its_replay_writes_nothing():
     assert get_redis().exists(pow_key(slot.war_day, json.loads(base64.b64decode(proof))["challenge"]["signature"]))
 
     other = make_user()
-    replay = attempt(token_client(other), slot, proof)
+    other_client = token_client(other)
+    assert attempt(other_client, slot).json()["code"] == "challenge_required"  # (caches the identity)
+    with django_assert_num_queries(0):  # refused by Redis alone, like every other refusal
+        replay = attempt(other_client, slot, proof)
     assert (replay.status_code, replay.json()["code"]) == (403, "challenge_invalid")
     assert not Ticket.objects.filter(user=other).exists()
     assert sold(slot) == 1
@@ -362,6 +365,16 @@ def test_the_replay_check_costs_no_extra_round_trip(settings, tmp_path):
         assert sent_on == sent_off  # the proof adds no command to what the attempt sends
         assert not any(command.startswith("SET") for command in sent_on)
         assert any(c.startswith("SET") and pow_key(on.war_day, signature) in c for c in script_on)
+
+
+def test_the_proof_key_shares_the_war_days_cluster_slot():
+    from redis.crc import key_slot
+
+    from queueing.services.store import reserve_keys
+
+    keys = reserve_keys(42, "2026-11-26", 7, "203.0.113.9", pow_key("2026-11-26", "ab" * 32))
+    assert len(keys) == 9 and keys[8].endswith(":pow:" + "ab" * 32)
+    assert len({key_slot(k.encode()) for k in keys}) == 1
 
 
 # --- Real HTTP ---------------------------------------------------------------------------------------
