@@ -377,6 +377,22 @@ def test_the_proof_key_shares_the_war_days_cluster_slot():
     assert len({key_slot(k.encode()) for k in keys}) == 1
 
 
+def test_with_redis_down_the_challenge_and_the_attempt_are_503_with_retry_after(settings, tmp_path):
+    with PrivateRedis(tmp_path / "redis") as server:
+        point_app_at(settings, server.url())
+        catalog._local.clear()
+        heal.mark_built()
+        slot = pow_slot()
+        client = token_client(make_user())
+        proof = proof_for(slot)
+        server.stop()
+        catalog._local.clear()
+        for response in (client.get(f"/api/challenge?slot={slot.pk}"), attempt(client, slot, proof)):
+            assert (response.status_code, response.json()["code"]) == (503, "unavailable")
+            assert int(response["Retry-After"]) >= 1
+        assert not Ticket.objects.exists()
+
+
 # --- Real HTTP ---------------------------------------------------------------------------------------
 
 
