@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.utils.translation import gettext_lazy as _
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import permissions, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -13,6 +13,7 @@ from accounts.services import challenge, throttle
 from wartiket.api_errors import error_response, error_responses
 
 WRONG_CREDENTIALS = _("Email atau kata sandi salah.")
+BAD_SLOT = _("slot harus berupa id slot (angka).")
 
 
 class TokenRequestSerializer(serializers.Serializer):
@@ -78,20 +79,35 @@ class ChallengeView(APIView):
     Find the counter whose derived key matches (the `altcha` Python package: `altcha.solve_challenge`), then
     send `base64(JSON {"challenge": …, "solution": …})` in the `X-Altcha` header (API) or the `altcha` form
     field (pages, done by the widget). Each solution is accepted once.
+
+    Without parameters: for sign-up and login. With `?slot=<id>` (the `id` of `GET /api/slots`): for one war
+    attempt on that slot (`POST /api/war`), at the slot's difficulty; good for that slot only.
     """
 
     authentication_classes = []
     permission_classes = [permissions.AllowAny]
 
     @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "slot", int, description="A war slot's id: a challenge for one war attempt on it (its difficulty)"
+            )
+        ],
         responses={
             200: inline_serializer(
                 "Challenge", {"parameters": serializers.JSONField(), "signature": serializers.CharField()}
             ),
-            **error_responses("unavailable"),
-        }
+            **error_responses("invalid", "unknown_slot", "unavailable", "not_ready"),
+        },
     )
     def get(self, request):
-        response = Response(challenge.new())
+        slot = request.query_params.get("slot")
+        if slot is None:
+            body = challenge.new()
+        elif slot.isascii() and slot.isdigit() and len(slot) <= 12:
+            body = challenge.new_for_slot(int(slot))  # unknown_slot / not_ready
+        else:
+            return error_response("invalid", detail=str(BAD_SLOT))
+        response = Response(body)
         response["Cache-Control"] = "no-store"  # one challenge per client, never from a shared cache
         return response

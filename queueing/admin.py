@@ -34,7 +34,7 @@ def _remaining(slot) -> str | int:
 class SlotForm(forms.ModelForm):
     class Meta:
         model = Slot
-        fields = ["location", "date", "time_label", "quota", "war_opens_at", "war_closes_at"]
+        fields = ["location", "date", "time_label", "quota", "war_opens_at", "war_closes_at", "challenge"]
 
     def clean_quota(self):
         new_quota = self.cleaned_data["quota"]
@@ -49,7 +49,7 @@ class SlotInline(admin.TabularInline):
     model = Slot
     form = SlotForm
     extra = 0
-    fields = ["date", "time_label", "quota", "war_opens_at", "war_closes_at", "remaining"]
+    fields = ["date", "time_label", "quota", "war_opens_at", "war_closes_at", "challenge", "remaining"]
     readonly_fields = ["remaining"]
 
     @admin.display(description=_("sisa (Redis)"))
@@ -77,8 +77,8 @@ class LocationAdmin(admin.ModelAdmin):
 @admin.register(Slot)
 class SlotAdmin(admin.ModelAdmin):
     form = SlotForm
-    list_display = ["location", "date", "time_label", "quota", "remaining", "opens", "war_closes"]
-    list_filter = ["location", "date"]
+    list_display = ["location", "date", "time_label", "quota", "remaining", "opens", "war_closes", "challenge"]
+    list_filter = ["location", "date", "challenge"]
     date_hierarchy = "date"
 
     def get_queryset(self, request):

@@ -104,6 +104,7 @@ def war_answer(request, principal, data: dict) -> Response:
             client_ip=client_ip(request),
             # META, not request.headers: building the headers mapping costs every attempt more than both reads.
             bypass_key=request.META.get("HTTP_X_WAR_BYPASS"),
+            proof=request.META.get("HTTP_X_ALTCHA"),
             fault=request.META.get("HTTP_X_WAR_FAULT") if settings.WAR_FAULT_INJECTION else None,
         )
     except ReservationError as exc:
@@ -212,6 +213,8 @@ class WarView(APIView):
                 "nik_required",
                 "user_mismatch",
                 "bypass_invalid",
+                "challenge_required",
+                "challenge_invalid",
                 "csrf_failed",
                 "unknown_slot",
                 "sold_out",

@@ -42,6 +42,7 @@ class SlotSerializer(serializers.ModelSerializer):
             "remaining",
             "war_opens_at",
             "war_closes_at",
+            "challenge",  # off / on / hot: whether a war attempt needs X-Altcha (GET /api/challenge?slot=<id>)
         ]
 
     def get_remaining(self, slot) -> int | None:

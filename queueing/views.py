@@ -14,7 +14,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_POST
 
-from queueing.models import Location, Slot
+from queueing.models import Challenge, Location, Slot
 from queueing.services import live, pages, reservations
 from queueing.services.errors import ReservationError
 
@@ -27,6 +27,7 @@ DEV_FAILURE_CODES = [
     "unavailable",
     "closed",
     "nik_required",
+    "challenge_invalid",
     "network",
 ]
 
@@ -93,6 +94,14 @@ def war(request, slot_id: int):
         "time_zone": settings.TIME_ZONE,
         "icon": static("img/icon-192.png"),
         "dev_controls": settings.DEBUG,
+        # Proof of work (static/js/war-proof.js): solved during the countdown when the slot asks for one.
+        "challenge": {
+            "required": slot.challenge != Challenge.OFF,
+            "url": f"{reverse('api:challenge')}?slot={slot.pk}",
+            "worker": static("vendor/altcha/altcha-worker-pbkdf2.js"),
+        }
+        if settings.WAR_POW_ENABLED
+        else None,
     }
     return render(
         request,

@@ -7,7 +7,9 @@ way staff would move them in admin: that change itself travels to the pages over
 
 from __future__ import annotations
 
+import base64
 import datetime
+import json
 import re
 
 import pytest
@@ -15,8 +17,9 @@ import pytest
 from accounts.models import User
 from accounts.services.identity import Principal
 from accounts.validators import make_nik
-from queueing.models import Slot, Ticket
+from queueing.models import Challenge, Slot, Ticket
 from queueing.services import clock, reservations
+from queueing.services.store import pow_key
 from tests.browser import (
     DESKTOP,
     PHONE,
@@ -26,6 +29,7 @@ from tests.browser import (
 )
 from tests.factory import make_slot, make_user
 from tests.live import poll
+from wartiket.redis_client import get_redis
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -156,6 +160,62 @@ def test_a_wrong_device_clock_still_opens_the_button_at_the_servers_time(site, b
         page.click("#take")
         page.locator("#panel-success").wait_for(state="visible", timeout=15000)
         assert text(page, "#queue-number") == "1"
+
+
+def test_on_a_challenge_slot_the_page_solves_during_the_countdown_and_the_click_at_the_opening_gets_the_number(
+    site, browser, recorder
+):
+    slot = make_slot(quota_size=5, opens_in=3600)
+    slot.challenge = Challenge.ON
+    slot.save()  # the war catalog learns the level after the commit, as from the admin
+    with phone_page(browser, site, recorder, user=make_user()) as page, recorder.on_failure():
+        war_posts = []
+        page.on("request", lambda r: war_posts.append(r) if r.url.endswith("/api/war") else None)
+        page.goto(f"{site}/war/{slot.pk}/")
+        poll(lambda: is_live(page), message="the live socket")
+        # Solved in the background (the altcha library's workers), long before the opening and with no click.
+        page.wait_for_function("() => document.getElementById('war').dataset.proof === 'ready'", timeout=30000)
+        assert page.locator("#take").is_disabled()
+        recorder.shot("prewar-solved", page)
+
+        open_war_in(slot, 5)
+        page.wait_for_function("() => !document.getElementById('take').disabled", timeout=20000)
+        page.click("#take")
+        page.locator("#panel-success").wait_for(state="visible", timeout=15000)
+        assert text(page, "#queue-number") == "1"
+        assert len(war_posts) == 1
+        payload = json.loads(base64.b64decode(war_posts[0].headers["x-altcha"]))
+        assert payload["challenge"]["parameters"]["data"] == {"level": "on", "slot": slot.pk}
+        # The server spent exactly that proof (reserve.lua's replay mark).
+        assert get_redis().exists(pow_key(slot.war_day, payload["challenge"]["signature"]))
+        recorder.shot("success", page)
+
+
+def test_on_a_challenge_slot_a_retry_sends_a_fresh_solution(site, browser, recorder):
+    slot = make_slot(quota_size=5, opens_in=-30)
+    slot.challenge = Challenge.ON
+    slot.save()
+    with phone_page(browser, site, recorder, user=make_user()) as page, recorder.on_failure():
+        proofs = []
+
+        def route(request_route):
+            proofs.append(request_route.request.headers.get("x-altcha"))
+            if len(proofs) == 1:
+                request_route.abort()  # the first attempt is lost on the way (a dropped connection)
+            else:
+                request_route.continue_()
+
+        page.route("**/api/war", route)
+        page.goto(f"{site}/war/{slot.pk}/")
+        page.wait_for_function("() => document.getElementById('war').dataset.proof === 'ready'", timeout=30000)
+        page.click("#take")
+        page.locator("#panel-failure").wait_for(state="visible", timeout=15000)
+        assert text(page, "#failure-code") == "network"
+        page.wait_for_function("() => !document.getElementById('failure-retry').disabled", timeout=15000)
+        page.click("#failure-retry")
+        page.locator("#panel-success").wait_for(state="visible", timeout=15000)
+        assert len(proofs) == 2 and all(proofs)
+        assert proofs[0] != proofs[1], "each attempt carries its own solution"
 
 
 def test_when_the_socket_drops_the_page_polls_says_so_still_takes_a_number_and_resyncs(site, browser, recorder):

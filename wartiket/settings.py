@@ -183,6 +183,9 @@ WAR_LOGIN_POW_AFTER_IP_FAILURES = envint("WAR_LOGIN_POW_AFTER_IP_FAILURES", 30)
 # lowers the work, never the verification.
 WAR_POW_MAX_NUMBER = envint("WAR_POW_MAX_NUMBER", 40 if TESTING else 5000)
 WAR_POW_COST = envint("WAR_POW_COST", 10 if TESTING else 1000)
+# War attempts on a slot whose challenge is "hot" (queueing.models.Challenge) search this many counters
+# instead (4x the work: ~5-10 s of a phone, solved during the countdown); "on" uses WAR_POW_MAX_NUMBER.
+WAR_POW_HOT_MAX_NUMBER = envint("WAR_POW_HOT_MAX_NUMBER", 160 if TESTING else 20000)
 # Seconds a challenge stays valid (the page solves it on load; a person may take a while to fill the form).
 WAR_POW_EXPIRES_SECONDS = envint("WAR_POW_EXPIRES_SECONDS", 1800)
 # HMAC key signing challenges; default: derived from DJANGO_SECRET_KEY.

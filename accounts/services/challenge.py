@@ -10,6 +10,13 @@ ALTCHA's deterministic mode: the server picks the counter (uniformly in the uppe
 ``WAR_POW_MAX_NUMBER``) and signs the derived key, so the client must try on average ~3/4 of
 ``WAR_POW_MAX_NUMBER`` counters of ``WAR_POW_COST`` PBKDF2 iterations each, while verifying is two HMACs.
 A verified solution is remembered in Redis until its challenge expires (``SET NX``): a replay is refused.
+
+War attempts (and draw entries) on a slot whose ``challenge`` is ``on`` or ``hot`` need a proof too
+(``check_war``). Their challenges come from ``new(ref)`` (``GET /api/challenge?slot=<id>``) and carry the
+slot and the level in the signed parameters (``data``), so a solution is good for that slot only, and an
+easier challenge (a sign-up's, or one fetched while the slot was only ``on``) is refused on a ``hot``
+slot. ``check_war`` verifies in-process; the replay check happens inside reserve.lua, in the attempt's
+one round trip (``WarProof``: its key and lifetime).
 """
 
 from __future__ import annotations
@@ -17,12 +24,15 @@ from __future__ import annotations
 import datetime
 import secrets
 import time
+from typing import NamedTuple
 
 import altcha
 from django.conf import settings
 from django.utils.crypto import salted_hmac
 
 from accounts.services import throttle
+from queueing.services import catalog, heal, store
+from queueing.services.catalog import SlotRef
 from queueing.services.errors import ReservationError
 from wartiket.redis_client import get_redis
 
@@ -41,19 +51,77 @@ def _secret(purpose: str) -> str:
     return salted_hmac(f"wartiket.altcha.{purpose}", "altcha", secret=base, algorithm="sha256").hexdigest()
 
 
-def new() -> dict:
-    """A fresh signed challenge, as JSON for the widget (``{"parameters": …, "signature": …}``)."""
-    top = max(2, settings.WAR_POW_MAX_NUMBER)
+# A war challenge's level (``queueing.models.Challenge``) by the work it asks; a slot's level needs at least its own.
+LEVELS = {"off": 0, "on": 1, "hot": 2}
+
+
+class WarProof(NamedTuple):
+    """A verified war proof, still to be spent once: reserve.lua's KEYS[9] and ARGV[11]."""
+
+    key: str
+    ttl_ms: int
+
+
+def new(ref: SlotRef | None = None) -> dict:
+    """A fresh signed challenge, as JSON for the widget (``{"parameters": …, "signature": …}``).
+
+    Without ``ref``: for sign-up and login. With a war slot's ``ref``: for war attempts on that slot, at its
+    level (``hot`` searches ``WAR_POW_HOT_MAX_NUMBER`` counters; ``on``, and ``off`` in case staff turn it
+    on, ``WAR_POW_MAX_NUMBER``), the slot and level signed in ``data``.
+    """
+    data = None
+    top = settings.WAR_POW_MAX_NUMBER
+    if ref is not None:
+        level = "hot" if ref.challenge == "hot" else "on"
+        data = {"level": level, "slot": ref.id}
+        if level == "hot":
+            top = settings.WAR_POW_HOT_MAX_NUMBER
+    top = max(2, top)
     counter = top // 2 + secrets.randbelow(top - top // 2)
     challenge = altcha.create_challenge(
         algorithm=ALGORITHM,
         cost=settings.WAR_POW_COST,
         counter=counter,
         expires_at=datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=settings.WAR_POW_EXPIRES_SECONDS),
+        data=data,
         hmac_secret=_secret("challenge"),
         hmac_key_secret=_secret("key"),
     )
     return challenge.to_dict()
+
+
+def new_for_slot(slot_id: int) -> dict:
+    """``new`` for the war slot ``slot_id``, found in the war catalog (no PostgreSQL); else ``unknown_slot``."""
+    try:
+        ref = catalog.by_id(slot_id)
+    except ReservationError as exc:
+        if exc.code == "not_ready":
+            heal.kick()  # the catalog is gone with Redis' state, as on the war path: rebuild it
+        raise
+    if ref is None:
+        raise ReservationError("unknown_slot")
+    return new(ref)
+
+
+def _verified(payload: str | None) -> altcha.Payload:
+    """The payload, parsed, if it solves a challenge we signed that has not expired; else raise."""
+    if not payload:
+        raise ReservationError("challenge_required")
+    if len(payload) > 4096:
+        raise ReservationError("challenge_invalid")
+    try:
+        parsed = altcha.Payload.from_base64(payload)
+        result = altcha.verify_solution(parsed, _secret("challenge"), hmac_key_secret=_secret("key"))
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+        raise ReservationError("challenge_invalid") from None
+    if not result.verified:
+        raise ReservationError("challenge_invalid")
+    return parsed
+
+
+def _replay_ttl_ms(parsed: altcha.Payload) -> int:
+    # Signed by us, so expires_at is ours; keep the mark until then (plus a margin for clock steps).
+    return max(1000, int((parsed.challenge.parameters.expires_at - time.time()) * 1000) + 60_000)
 
 
 def verify(payload: str | None) -> None:
@@ -63,25 +131,35 @@ def verify(payload: str | None) -> None:
     challenge and its solution. Missing: ``challenge_required``. Malformed, tampered, wrong, expired or seen
     before: ``challenge_invalid``. With ``WAR_POW_ENABLED`` off, everything passes.
 
-    For any endpoint that wants a proof (the war path may call it with ``request.META.get(HEADER)``).
+    For sign-up and login; war attempts use ``check_war`` (a war challenge is refused here: its work buys
+    one war attempt, not also an account).
     """
     if not enabled():
         return
-    if not payload:
-        raise ReservationError("challenge_required")
-    if len(payload) > 4096:
+    parsed = _verified(payload)
+    if parsed.challenge.parameters.data is not None:
         raise ReservationError("challenge_invalid")
-    try:
-        result = altcha.verify_solution(payload, _secret("challenge"), hmac_key_secret=_secret("key"))
-    except (ValueError, TypeError, KeyError, AttributeError):
-        raise ReservationError("challenge_invalid") from None
-    if not result.verified:
+    if not get_redis().set(f"altcha:used:{parsed.challenge.signature}", 1, nx=True, px=_replay_ttl_ms(parsed)):
         raise ReservationError("challenge_invalid")
-    parsed = altcha.Payload.from_base64(payload)
-    # Signed by us, so expires_at is ours; keep the mark until then (plus a margin for clock steps).
-    ttl_ms = max(1000, int((parsed.challenge.parameters.expires_at - time.time()) * 1000) + 60_000)
-    if not get_redis().set(f"altcha:used:{parsed.challenge.signature}", 1, nx=True, px=ttl_ms):
+
+
+def check_war(ref: SlotRef, payload: str | None) -> WarProof | None:
+    """The proof a war attempt (or draw entry) on ``ref`` needs, verified; None when the slot needs none.
+
+    Raises ``challenge_required`` (none sent) or ``challenge_invalid`` (malformed, tampered, wrong, expired,
+    for another slot, or easier than the slot's level). Touches no Redis: the caller passes the returned
+    key and lifetime to its Lua script, which refuses a replay with ``SET NX`` (``challenge_invalid``) in
+    the attempt's one round trip.
+    """
+    # An unknown level (a catalog newer than this code) asks for the most work, never for none.
+    needed = LEVELS.get(ref.challenge, LEVELS["hot"])
+    if not enabled() or needed == 0:
+        return None
+    parsed = _verified(payload)
+    data = parsed.challenge.parameters.data
+    if not isinstance(data, dict) or data.get("slot") != ref.id or LEVELS.get(data.get("level"), 0) < needed:
         raise ReservationError("challenge_invalid")
+    return WarProof(store.pow_key(ref.day, parsed.challenge.signature), _replay_ttl_ms(parsed))
 
 
 def verify_request(request) -> None:

@@ -12,13 +12,17 @@ KEYS (all share the war-day hash tag {w:YYYY-MM-DD}, so the script runs unchange
   6 stats      HASH  outcome -> count (war room)
   7 rl_user    STRING attempts by this user in the current window
   8 rl_ip      STRING attempts from this client address in the current window
+  9 pow        STRING the attempt's proof of work once accepted ({w:D}:pow:<challenge signature>)
 ARGV
   1 user id   2 new ticket code   3 slot id   4 bypass time gate ("1"/"0")   5 one per day ("1"/"0")
   6 user limit   7 ip limit   8 window ms   (a limit of 0 turns that limit off)
   9 person key ("nik:<NIK>" or "user:<id>": the day rule is per person, not per account)
   10 journal cap (approximate MAXLEN of the day's journal stream)
+  11 proof TTL ms: keep KEYS[9] this long (until its challenge expires); empty or 0: no proof on this slot
+     (the solution itself was verified in-process before the script: HMACs, no Redis)
 Returns {outcome, now_ms, ...}
   rate_limited     retry_after_ms
+  challenge_invalid                            (this proof of work was already used: a replay)
   not_ready                                    (slot keys missing or an edit pending: self-heal rebuilds)
   too_early        opens_ms
   already_reserved holder ("number|code|reserved_ms|committed|person"), remaining
@@ -28,8 +32,9 @@ Returns {outcome, now_ms, ...}
   drift                                        (counters contradict each other: refuse, never guess)
   reserved         number, code, remaining, version
 
-Rate-limit and war-room counters are bookkeeping and count every attempt; the reservation state
-(numbers, holders, journal) is written only after every check has passed.
+Rate-limit and war-room counters are bookkeeping and count every attempt, and a proof of work is spent
+by any attempt past the rate limit; the reservation state (numbers, holders, journal) is written only
+after every check has passed.
 ]]
 
 local t = redis.call('TIME')
@@ -59,6 +64,12 @@ end
 
 local wait = over_limit(KEYS[8], tonumber(ARGV[7])) or over_limit(KEYS[7], tonumber(ARGV[6]))
 if wait then return done('rate_limited', wait) end
+
+-- Each proof of work buys one attempt, whatever its outcome: a replay is refused before anything else.
+local pow_ttl = tonumber(ARGV[11] or '') or 0
+if pow_ttl > 0 and not redis.call('SET', KEYS[9], '1', 'NX', 'PX', pow_ttl) then
+  return done('challenge_invalid')
+end
 
 local meta = redis.call('HMGET', KEYS[1], 'quota', 'opens', 'closes', 'next', 'sold', 'pending')
 -- A pending edit means PostgreSQL may already hold other times than these: never gate on them.

@@ -249,6 +249,9 @@ def failure_guide() -> dict[str, dict]:
         "nik_required": (_("Isi NIK di profil, lalu kembali ke halaman ini."), "profile"),
         "not_authenticated": (_("Sesi Anda berakhir. Masuk lagi untuk ikut war."), "login"),
         "csrf_failed": (_("Muat ulang halaman ini lalu coba lagi."), "reload"),
+        # The page solves a fresh challenge right after each attempt; the retry waits for it if needed.
+        "challenge_required": (_("Halaman sedang menyiapkan pemeriksaan anti-bot. Coba lagi."), "retry"),
+        "challenge_invalid": (_("Halaman sedang menyiapkan pemeriksaan anti-bot baru. Coba lagi."), "retry"),
         "network": (_("Periksa koneksi internet Anda lalu coba lagi."), "retry"),
     }
     guide = {}

@@ -28,6 +28,7 @@ from django.db import DatabaseError, IntegrityError, OperationalError, connectio
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts.services import challenge
 from queueing.models import Ticket, new_ticket_code
 from queueing.services import bypass, catalog, clock, events, heal, store
 from queueing.services.catalog import SlotRef
@@ -89,9 +90,13 @@ def reserve(
     *,
     client_ip: str = "",
     bypass_key: str | None = None,
+    proof: str | None = None,
     fault: str | None = None,
 ) -> Reservation:
-    """Try to take one queue number for ``principal``; raise ``ReservationError`` if refused."""
+    """Try to take one queue number for ``principal``; raise ``ReservationError`` if refused.
+
+    ``proof``: the X-Altcha header, a solved challenge, for slots whose ``challenge`` is on or hot.
+    """
     if settings.WAR_REQUIRE_NIK and not principal.has_nik:
         raise ReservationError("nik_required")
     try:
@@ -101,11 +106,13 @@ def reserve(
             if exc.code == "not_ready":
                 heal.kick()  # the catalog is gone with Redis' state: rebuild both from PostgreSQL
             raise
+        # Verified here (HMACs, no I/O); reserve.lua spends it once, in the same round trip as the rest.
+        pow_proof = challenge.check_war(ref, proof)
         token = bypass.check(bypass_key, ref.id) if bypass_key and settings.WAR_BYPASS_ENABLED else None
         if settings.WAR_UNSAFE_TEST_PATH:
             return _reserve_unsafe(principal, ref)
         reply = script("reserve")(
-            keys=reserve_keys(ref.id, ref.day, principal.id, client_ip or "-"),
+            keys=reserve_keys(ref.id, ref.day, principal.id, client_ip or "-", pow_proof and pow_proof.key),
             args=[
                 principal.id,
                 new_ticket_code(),
@@ -117,6 +124,7 @@ def reserve(
                 settings.WAR_RATE_LIMIT_WINDOW_MS,
                 principal.person_key,
                 settings.WAR_JOURNAL_MAXLEN,
+                pow_proof.ttl_ms if pow_proof else 0,
             ],
         )
     except REDIS_OUTAGES as exc:
@@ -171,6 +179,8 @@ def _refusal(outcome: str, reply: list, now_ms: int, ref: SlotRef) -> Reservatio
         return ReservationError("sold_out", remaining=0)
     if outcome == "not_ready":
         return ReservationError("not_ready", retry_after=settings.WAR_RETRY_AFTER_SECONDS)
+    if outcome == "challenge_invalid":
+        return ReservationError("challenge_invalid")  # the proof was spent before: a replay
     log.error("reserve: slot %s refused with %r: Redis state needs `reconcile`", ref.id, outcome)
     return ReservationError("unavailable", retry_after=settings.WAR_RETRY_AFTER_SECONDS)
 

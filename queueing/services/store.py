@@ -68,10 +68,28 @@ def rate_keys(day: str, user_id: int, client_ip: str) -> list[str]:
     return [f"{tag}:rl:u:{user_id}", f"{tag}:rl:ip:{client_ip}"]
 
 
-def reserve_keys(slot_id: int, day: str, user_id: int, client_ip: str) -> list[str]:
-    """KEYS of reserve.lua, in its order: everything one attempt may read or write."""
+def pow_key(day: str, signature: str) -> str:
+    """A war attempt's proof of work, once accepted (reserve.lua ``SET NX``): in the war day's hash tag."""
+    return f"{day_tag(day)}:pow:{signature}"
+
+
+def reserve_keys(slot_id: int, day: str, user_id: int, client_ip: str, proof_key: str | None = None) -> list[str]:
+    """KEYS of reserve.lua, in its order: everything one attempt may read or write.
+
+    ``proof_key`` is ``pow_key`` of the attempt's proof of work; without one the script is told no proof is
+    needed (ARGV 11 empty) and KEYS[9] is a placeholder it never touches, so the key list keeps its shape.
+    """
     keys = slot_keys(slot_id, day)
-    return [keys.slot, keys.free, keys.holders, keys.day, keys.journal, keys.stats, *rate_keys(day, user_id, client_ip)]
+    return [
+        keys.slot,
+        keys.free,
+        keys.holders,
+        keys.day,
+        keys.journal,
+        keys.stats,
+        *rate_keys(day, user_id, client_ip),
+        proof_key or pow_key(day, "-"),
+    ]
 
 
 def script(name: str):

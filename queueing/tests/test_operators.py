@@ -94,6 +94,7 @@ def test_admin_refuses_a_quota_below_an_issued_number(staff_client):
         "war_opens_at_1": slot.war_opens_at.strftime("%H:%M:%S"),
         "war_closes_at_0": "",
         "war_closes_at_1": "",
+        "challenge": slot.challenge,
     }
     response = staff_client.post(url, form)
     assert response.status_code == 200

@@ -219,6 +219,7 @@ def slot_change_form(slot: Slot, opens: datetime.datetime) -> dict:
         "war_opens_at_1": local.time().replace(microsecond=0).isoformat(),
         "war_closes_at_0": "",
         "war_closes_at_1": "",
+        "challenge": slot.challenge,
         "_save": "Save",
     }
 

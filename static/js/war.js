@@ -9,6 +9,7 @@
  */
 import { serverClock as clock } from "./server-clock.js";
 import { formatDuration, formatTime, readJson, stateAt } from "./helpers.js";
+import { Prover } from "./war-proof.js";
 
 const cfg = readJson("war-config");
 const S = cfg.strings;
@@ -373,6 +374,22 @@ function render() {
   if (view === "failure" && failure) renderFailureRetry();
 }
 
+// --- Proof of work (war-proof.js): solved during the countdown, one per attempt ----------------------
+
+// Needed when the slot asks for it; also after the server said so (staff turned it on since page load).
+let needProof = !!(cfg.challenge && cfg.challenge.required);
+const prover =
+  cfg.challenge && el.take
+    ? new Prover({
+        url: cfg.challenge.url,
+        worker: cfg.challenge.worker,
+        now: () => clock.now(),
+        onState: (state) => {
+          el.war.dataset.proof = state;
+        },
+      })
+    : null;
+
 // --- Taking a number -----------------------------------------------------------------------------
 
 function csrfToken() {
@@ -380,17 +397,23 @@ function csrfToken() {
   return match ? decodeURIComponent(match[1]) : "";
 }
 
-function take() {
+async function take() {
   // Disabled synchronously, before anything else: a double click sends one request.
   if (inFlight) return;
   inFlight = true;
   view = "loading";
   render();
   if (dev.on) return; // Dev Controls never call the backend.
+  const headers = { "Content-Type": "application/json", "X-CSRFToken": csrfToken() };
+  if (prover && needProof) {
+    // Normally solved long ago; a buyer who arrived seconds before the opening waits for it here.
+    const proof = await prover.take();
+    if (proof) headers["X-Altcha"] = proof;
+  }
   fetch(cfg.urls.war, {
     method: "POST",
     credentials: "same-origin",
-    headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken() },
+    headers,
     body: JSON.stringify({
       location_id: cfg.slot.location,
       time_slot: cfg.slot.time_slot,
@@ -412,6 +435,7 @@ function take() {
           } else {
             const retry = Number(response.headers.get("Retry-After")) || null;
             const code = body.code || (response.status >= 500 ? "unavailable" : "invalid");
+            if (code === "challenge_required" || code === "challenge_invalid") needProof = true;
             alerts.fire(S.alert_failure_title, (cfg.guide[code] || cfg.guide.unavailable).message);
             fail(code, body, retry);
           }
@@ -422,6 +446,8 @@ function take() {
     })
     .then(() => {
       inFlight = false;
+      // Each solution buys one attempt: solve the next now, while the buyer reads the answer.
+      if (prover && needProof && view !== "success") prover.prepare();
       render();
     });
 }
@@ -554,6 +580,7 @@ clock.onChange(scheduleOpening);
 setLive(false);
 el.liveStatus.textContent = S.connecting;
 connect();
+if (prover && needProof && !cfg.ticket && !cfg.blocked) prover.prepare();
 // Fine-grained so the button enables within a tenth of a second of the server's opening time.
 setInterval(render, 100);
 document.addEventListener("visibilitychange", () => {
