@@ -80,6 +80,42 @@ class WarResultSerializer(serializers.Serializer):
     remaining = serializers.IntegerField(min_value=0, help_text="Seats left in the slot after this attempt")
 
 
+class DrawEntryAnswerSerializer(serializers.Serializer):
+    slot_id = serializers.IntegerField()
+    position = serializers.IntegerField(allow_null=True, help_text="Null until the draw")
+    draw_at = serializers.DateTimeField(help_text="When entries close and the draw is made")
+    commitment = serializers.CharField(help_text="sha256 of the draw's secret seed, published before the window")
+    pseudonym = serializers.CharField(help_text="Your alias in this draw's public list")
+
+
+class WarEntrySerializer(serializers.Serializer):
+    code = serializers.ChoiceField(choices=["entered"])
+    entry = DrawEntryAnswerSerializer()
+
+
+class DrawEntrantSerializer(serializers.Serializer):
+    pseudonym = serializers.CharField()
+    position = serializers.IntegerField(allow_null=True)
+    outcome = serializers.ChoiceField(choices=["pending", "won", "waiting", "promoted", "skipped"])
+
+
+class DrawSerializer(serializers.Serializer):
+    slot_id = serializers.IntegerField()
+    allocation = serializers.ChoiceField(choices=["draw"])
+    quota = serializers.IntegerField()
+    commitment = serializers.CharField()
+    entrants_hash = serializers.CharField(allow_null=True)
+    seed = serializers.CharField(allow_null=True, help_text="Published only after the draw")
+    entry_opens_at = serializers.DateTimeField()
+    draw_at = serializers.DateTimeField()
+    drawn_at = serializers.DateTimeField(allow_null=True)
+    entrants_count = serializers.IntegerField()
+    winners = serializers.IntegerField()
+    waiting = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    entrants = DrawEntrantSerializer(many=True)
+
+
 class CancelResultSerializer(serializers.Serializer):
     code = serializers.ChoiceField(choices=["cancelled"])
     ticket = serializers.CharField(help_text="The cancelled ticket's code")

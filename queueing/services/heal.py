@@ -199,7 +199,7 @@ KICK_INTERVAL = 1.0
 
 def kick() -> None:
     """A request met not_ready: heal in the background (once a second per process at most)."""
-    _spawn("heal", lambda: check_and_heal(sweep=True))
+    spawn("heal", lambda: check_and_heal(sweep=True))
 
 
 def kick_reconcile(slot_id: int) -> None:
@@ -210,10 +210,11 @@ def kick_reconcile(slot_id: int) -> None:
         if slot is not None:
             reconcile.reconcile([slot], repair=True)
 
-    _spawn(("reconcile", slot_id), run)
+    spawn(("reconcile", slot_id), run)
 
 
-def _spawn(key, target) -> None:
+def spawn(key, target) -> None:
+    """Run ``target`` in a background thread, at most once a second per process and ``key``."""
     if not settings.WAR_SELF_HEAL:
         return
     now = time.monotonic()

@@ -7,7 +7,7 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from queueing.services import heal
+from queueing.services import draws, heal
 from queueing.services.live import Broadcaster, Chore
 
 
@@ -20,6 +20,8 @@ def chores() -> list[Chore]:
         Chore(1.0, heal.periodic),
         # Edits that never reached Redis (stuck pending, bypassed the service) are applied from PostgreSQL.
         Chore(5.0, heal.periodic_sweep),
+        # Draw mode: a draw slot whose draw_at has come is drawn within ~100 ms (Redis only until one is due).
+        Chore(0.1, draws.periodic),
     ]
 
 

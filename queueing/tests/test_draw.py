@@ -1,0 +1,488 @@
+"""Draw mode (queueing/services/draws.py): entries, the draw, its verification, the waiting list.
+
+Real PostgreSQL and Redis throughout; HTTP through Django's test client, and a real server process
+where a process must die mid-draw.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from accounts.models import ApiToken, User
+from accounts.services.identity import Principal
+from accounts.validators import make_nik
+from queueing.models import Allocation, Draw, DrawEntry, Location, Slot, Ticket
+from queueing.services import catalog, clock, draws, events, heal, quota, reservations
+from queueing.services.errors import ReservationError
+from queueing.services.store import slot_keys
+from queueing.tests.test_crash import post_war
+from tests.factory import make_slot, make_user, token_client, war_body
+from tests.live import ROOT, gunicorn_server, poll, server_env
+from wartiket.redis_client import get_redis
+
+pytestmark = pytest.mark.django_db
+
+_serial = iter(range(1, 10**6))
+
+
+def draw_slot(*, quota_size: int, opens_in: float = 60.0, label: str = "11:00", days: int = 2) -> Slot:
+    """A draw slot whose war opens ``opens_in`` s from now by Redis' clock (entries open 15 min before)."""
+    now = clock.redis_now()
+    location, _ = Location.objects.get_or_create(slug="graha-dipta", defaults={"name": "Graha Dipta"})
+    slot = Slot.objects.create(
+        location=location,
+        date=(now + datetime.timedelta(days=days)).date(),
+        time_label=label,
+        quota=quota_size,
+        war_opens_at=now + datetime.timedelta(seconds=opens_in),
+        allocation=Allocation.DRAW,
+        draw_grace_seconds=10,
+    )
+    quota.sync_all([slot])
+    return slot
+
+
+def reach_draw_time(slot: Slot) -> Slot:
+    """Move the war so that its draw time has just passed (entries closed, not drawn yet)."""
+    Slot.objects.filter(pk=slot.pk).update(war_opens_at=clock.redis_now() - datetime.timedelta(seconds=11))
+    slot.refresh_from_db()
+    quota.sync_all([slot])
+    catalog._local.clear()
+    return slot
+
+
+def people(n: int) -> list[Principal]:
+    """``n`` buyers with NIKs, made in one INSERT (no password hashing)."""
+    base = next(_serial) * 1000
+    users = User.objects.bulk_create(
+        User(
+            email=f"draw{base + i}@example.com",
+            full_name=f"Draw {base + i}",
+            password="!",
+            nik=make_nik(base + i, birth=datetime.date(1980 + (base + i) // 10000 % 20, 5, 1 + i % 28)),
+        )
+        for i in range(n)
+    )
+    return [Principal(id=u.pk, has_nik=True, person=f"nik:{u.nik}") for u in users]
+
+
+def enter(principal: Principal, slot: Slot, ip: str = "10.0.0.1"):
+    return reservations.reserve(principal, slot.location.slug, slot.time_label, slot.date, client_ip=ip)
+
+
+def refusal(principal: Principal, slot: Slot) -> ReservationError:
+    with pytest.raises(ReservationError) as refused:
+        enter(principal, slot)
+    return refused.value
+
+
+def redis_slot(slot: Slot) -> dict:
+    return get_redis().hgetall(slot_keys(slot.pk, slot.war_day).slot)
+
+
+# --- The draw: exact, in drawn order, verifiable ---------------------------------------------------
+
+
+def test_300_entrants_for_100_seats_get_exactly_100_tickets_in_drawn_order_and_the_draw_verifies(tmp_path):
+    slot = draw_slot(quota_size=100)
+    commitment = Draw.objects.get(slot=slot).commitment  # published when the slot became a draw slot
+    entrants = people(300)
+    for i, principal in enumerate(entrants):
+        entry = enter(principal, slot, ip=f"10.0.{i // 200}.{i % 200}")
+        assert entry.outcome == "entered"
+        assert entry.body()["entry"]["commitment"] == commitment
+    assert DrawEntry.objects.filter(slot=slot).count() == 300
+    assert get_redis().scard(slot_keys(slot.pk, slot.war_day).entrants) == 300
+
+    reach_draw_time(slot)
+    # Entries are closed and the draw is not in Redis: nobody is handed a number first come, first served.
+    assert refusal(entrants[0], slot).code == "not_ready"
+    assert not Ticket.objects.exists()
+
+    run = draws.run_draw(slot.pk)
+    assert (run.committed, run.applied) == (True, True)
+    tickets = list(Ticket.objects.filter(slot=slot).order_by("queue_number"))
+    assert [t.queue_number for t in tickets] == list(range(1, 101))
+    won = list(DrawEntry.objects.filter(slot=slot, outcome="won").order_by("position"))
+    assert [e.ticket_id for e in won] == [t.pk for t in tickets]  # numbers 1..100 in drawn order
+    assert [e.position for e in won] == list(range(1, 101))
+    waiting = list(DrawEntry.objects.filter(slot=slot, outcome="waiting").order_by("position"))
+    assert [e.waitlist_position for e in waiting] == list(range(1, 201))
+    assert [e.position for e in waiting] == list(range(101, 301))
+    draw = Draw.objects.get(slot=slot)
+    assert (draw.entrants, draw.winners, draw.waiting, draw.skipped) == (300, 100, 200, 0)
+    assert draw.drawn_at is not None and draw.duration_ms is not None and draw.lag_ms is not None
+
+    state = redis_slot(slot)
+    assert (state["draw"], state["sold"], state["next"]) == ("done", "100", "101")
+    keys = slot_keys(slot.pk, slot.war_day)
+    assert get_redis().hlen(keys.holders) == 100
+    assert get_redis().hlen(keys.waitlist) == 200
+    call_command("reconcile", grace_ms=0)  # PostgreSQL and Redis agree: no drift (exit 1 otherwise)
+
+    # A second run draws nothing again.
+    again = draws.run_draw(slot.pk)
+    assert (again.committed, again.applied) == (False, False)
+    assert Ticket.objects.count() == 100
+
+    record = draws.published(slot)
+    assert record["seed"] and record["commitment"] == commitment
+    assert draws.verify(record) == []
+    call_command("verify_draw", slot.pk)
+    saved = tmp_path / "draw.json"
+    saved.write_text(json.dumps(record))
+    call_command("verify_draw", slot.pk, file=str(saved))
+
+    # Negative controls: a tampered entrant list, seed or position is caught.
+    dropped = {**record, "entrants": record["entrants"][1:]}
+    assert any(p.startswith("entrants_hash") for p in draws.verify(dropped))
+    reseeded = {**record, "seed": draws.new_seed()}
+    problems = draws.verify(reseeded)
+    assert any(p.startswith("commitment") for p in problems) and any(p.startswith("position") for p in problems)
+    swapped = json.loads(json.dumps(record))
+    swapped["entrants"][0]["position"], swapped["entrants"][1]["position"] = 2, 1
+    assert sum(p.startswith("position") for p in draws.verify(swapped)) == 2
+    saved.write_text(json.dumps(reseeded))
+    with pytest.raises(SystemExit) as failed:
+        call_command("verify_draw", slot.pk, file=str(saved))
+    assert failed.value.code == 1
+
+
+def test_a_redis_flush_after_the_draw_is_rebuilt_drawn_with_its_waiting_list():
+    slot = draw_slot(quota_size=2)
+    entrants = people(5)
+    for principal in entrants:
+        enter(principal, slot)
+    reach_draw_time(slot)
+    draws.run_draw(slot.pk)
+    get_redis().flushdb()
+    assert heal.check_and_heal() is not None
+    state = redis_slot(slot)
+    assert (state["draw"], state["sold"]) == ("done", "2")
+    waitlist = get_redis().hgetall(slot_keys(slot.pk, slot.war_day).waitlist)
+    expected = dict(DrawEntry.objects.filter(slot=slot, outcome="waiting").values_list("person", "waitlist_position"))
+    assert {k: int(v) for k, v in waitlist.items()} == expected and len(expected) == 3
+
+
+def test_an_undrawn_draw_slot_stays_closed_to_first_come_first_served_through_a_rebuild():
+    slot = draw_slot(quota_size=2)
+    reach_draw_time(slot)
+    get_redis().flushdb()
+    heal.check_and_heal()
+    assert redis_slot(slot)["draw"] == str(int(slot.draw_at.timestamp() * 1000))
+    assert refusal(people(1)[0], slot).code == "not_ready"
+    assert not Ticket.objects.exists()
+
+
+def test_an_entrant_who_holds_another_ticket_that_day_by_the_draw_is_skipped():
+    slot = draw_slot(quota_size=5)
+    other = make_slot(quota_size=5, label="15:00", date=slot.date)
+    entrants = people(3)
+    for principal in entrants:
+        enter(principal, slot)
+    reservations.reserve(entrants[0], other.location.slug, other.time_label, other.date, client_ip="10.9.9.9")
+    reach_draw_time(slot)
+    draws.run_draw(slot.pk)
+    outcomes = dict(DrawEntry.objects.filter(slot=slot).values_list("user_id", "outcome"))
+    assert outcomes == {entrants[0].id: "skipped", entrants[1].id: "won", entrants[2].id: "won"}
+    assert Ticket.objects.filter(slot=slot).count() == 2
+    assert Draw.objects.get(slot=slot).skipped == 1
+
+
+# --- Fairness: arriving first buys nothing -----------------------------------------------------------
+
+
+def test_a_bot_entering_first_with_50_accounts_wins_its_share_of_entrants_not_every_seat():
+    # The bot's accounts enter at the window's first millisecond, the 300 humans later: the list order is
+    # what a first-come war would reward. The draw ignores it. 400 draws with different seeds (pure
+    # function, deterministic seeds: the bound cannot flake). Per draw the bot's seats are hypergeometric
+    # (100 of 350, 50 marked): mean 14.29, sd 2.96; over 400 draws the share's sd is 0.0015, and the
+    # bound below is 20 of those.
+    bot = [draws.pseudonym(1, f"nik:bot{i}") for i in range(50)]
+    humans = [draws.pseudonym(1, f"nik:human{i}") for i in range(300)]
+    entrants = bot + humans
+    bot_set = set(bot)
+    seats = Counter()
+    for i in range(400):
+        seed = draws.commitment_of(f"seed {i}")  # any 64 hex characters
+        winners = draws.draw_order(seed, entrants)[:100]
+        seats["bot"] += sum(name in bot_set for name in winners)
+    share = seats["bot"] / (400 * 100)
+    assert abs(share - 50 / 350) < 0.03
+    # The list order does not matter at all: the same entrants listed the other way draw the same order.
+    assert draws.draw_order("ab" * 32, entrants) == draws.draw_order("ab" * 32, list(reversed(entrants)))
+
+
+# --- Entry rules, over HTTP -------------------------------------------------------------------------
+
+
+def test_an_entry_is_202_entered_durable_and_idempotent():
+    slot = draw_slot(quota_size=3)
+    buyer = make_user()
+    client = token_client(buyer)
+    first = client.post("/api/war", war_body(slot), format="json")
+    assert first.status_code == 202, first.json()
+    body = first.json()
+    entry = DrawEntry.objects.get(slot=slot)
+    assert body == {
+        "code": "entered",
+        "entry": {
+            "slot_id": slot.pk,
+            "position": None,
+            "draw_at": body["entry"]["draw_at"],
+            "commitment": Draw.objects.get(slot=slot).commitment,
+            "pseudonym": entry.pseudonym,
+        },
+    }
+    assert datetime.datetime.fromisoformat(body["entry"]["draw_at"]) == slot.draw_at
+    assert (entry.user, entry.person, entry.outcome) == (buyer, buyer.person_key, "pending")
+    again = client.post("/api/war", war_body(slot), format="json")
+    assert (again.status_code, again.json()) == (202, body)
+    assert DrawEntry.objects.count() == 1
+    assert not Ticket.objects.exists()
+
+
+def test_before_the_window_it_is_too_early_with_the_windows_opening():
+    slot = draw_slot(quota_size=3, opens_in=30 * 60)
+    response = token_client(make_user()).post("/api/war", war_body(slot), format="json")
+    assert (response.status_code, response.json()["code"]) == (403, "too_early")
+    assert datetime.datetime.fromisoformat(response.json()["opens_at"]) == slot.entry_opens_at
+    assert slot.entry_opens_at == slot.war_opens_at - datetime.timedelta(minutes=15)
+    assert not DrawEntry.objects.exists()
+
+
+def test_a_bypass_token_lifts_only_the_clock_for_an_entry(settings):
+    settings.WAR_BYPASS_ENABLED = True
+    settings.WAR_RATE_LIMIT_USER = 2
+    slot = draw_slot(quota_size=3, opens_in=30 * 60)
+    from queueing.services import bypass
+
+    _token, raw = bypass.issue("QA", expires_at=timezone.now() + datetime.timedelta(hours=1), slot=slot)
+    client = token_client(make_user())
+    response = client.post("/api/war", war_body(slot), format="json", HTTP_X_WAR_BYPASS=raw)
+    assert (response.status_code, response.json()["code"]) == (202, "entered")
+    client.post("/api/war", war_body(slot), format="json", HTTP_X_WAR_BYPASS=raw)
+    limited = client.post("/api/war", war_body(slot), format="json", HTTP_X_WAR_BYPASS=raw)
+    assert (limited.status_code, limited.json()["code"]) == (429, "rate_limited")
+
+
+def test_entry_refusals_nik_required_one_per_day_and_rate_limited_write_nothing(settings):
+    slot = draw_slot(quota_size=3)
+    no_nik = token_client(make_user(nik=None)).post("/api/war", war_body(slot), format="json")
+    assert (no_nik.status_code, no_nik.json()["code"]) == (403, "nik_required")
+
+    holder = make_user()
+    other = make_slot(quota_size=3, label="15:00", date=slot.date)
+    assert token_client(holder).post("/api/war", war_body(other), format="json").status_code == 201
+    held = token_client(holder).post("/api/war", war_body(slot), format="json")
+    assert (held.status_code, held.json()["code"]) == (409, "one_per_day")
+    assert held.json()["ticket"]["slot_id"] == other.pk
+
+    settings.WAR_RATE_LIMIT_USER = 2
+    client = token_client(make_user())
+    codes = [client.post("/api/war", war_body(slot), format="json").status_code for _ in range(3)]
+    assert codes == [202, 202, 429]
+    assert DrawEntry.objects.count() == 1
+
+
+# --- After the draw, over HTTP --------------------------------------------------------------------
+
+
+def test_after_the_draw_winners_hold_their_ticket_the_rest_learn_their_waiting_list_place():
+    slot = draw_slot(quota_size=2)
+    buyers = [make_user() for _ in range(4)]
+    clients = [token_client(b) for b in buyers]
+    for client in clients:
+        assert client.post("/api/war", war_body(slot), format="json").status_code == 202
+    reach_draw_time(slot)
+    pending = clients[0].post("/api/war", war_body(slot), format="json")
+    assert (pending.status_code, pending.json()["code"]) == (503, "not_ready")
+    draws.run_draw(slot.pk)
+
+    entries = {e.user_id: e for e in DrawEntry.objects.filter(slot=slot)}
+    for buyer, client in zip(buyers, clients, strict=True):
+        response = client.post("/api/war", war_body(slot), format="json")
+        entry = entries[buyer.pk]
+        if entry.outcome == "won":
+            assert (response.status_code, response.json()["code"]) == (200, "already_reserved")
+            assert response.json()["ticket"]["code"] == entry.ticket.code
+            mine = client.get("/api/tickets").json()
+            assert [t["code"] for t in mine] == [entry.ticket.code]
+        else:
+            assert (response.status_code, response.json()["code"]) == (409, "not_drawn")
+            assert response.json()["waitlist_position"] == entry.waitlist_position
+    outsider = token_client(make_user()).post("/api/war", war_body(slot), format="json")
+    assert (outsider.status_code, outsider.json()["code"]) == (409, "sold_out")
+
+
+def test_seats_the_draw_left_free_go_first_come_first_served():
+    slot = draw_slot(quota_size=3)
+    entrant = make_user()
+    assert token_client(entrant).post("/api/war", war_body(slot), format="json").status_code == 202
+    reach_draw_time(slot)
+    draws.run_draw(slot.pk)
+    late = token_client(make_user()).post("/api/war", war_body(slot), format="json")
+    assert (late.status_code, late.json()["code"]) == (201, "reserved")
+    assert late.json()["ticket"]["queue_number"] == 2
+    assert Ticket.objects.filter(slot=slot).count() == 2
+
+
+def test_the_draw_record_is_public_commitment_first_seed_after():
+    slot = draw_slot(quota_size=1)
+    client = token_client(make_user())
+    client.post("/api/war", war_body(slot), format="json")
+    anonymous = token_client(make_user())
+    anonymous.credentials()
+    before = anonymous.get(f"/api/slots/{slot.pk}/draw")
+    assert before.status_code == 200
+    record = before.json()
+    assert record["seed"] is None and record["drawn_at"] is None
+    assert record["commitment"] == Draw.objects.get(slot=slot).commitment
+    assert [e["position"] for e in record["entrants"]] == [None]
+    reach_draw_time(slot)
+    draws.run_draw(slot.pk)
+    after = anonymous.get(f"/api/slots/{slot.pk}/draw").json()
+    assert draws.commitment_of(after["seed"]) == record["commitment"]
+    assert after["entrants"] == [{"pseudonym": record["entrants"][0]["pseudonym"], "position": 1, "outcome": "won"}]
+    assert draws.verify(after) == []
+    fcfs = make_slot(label="16:00")
+    assert anonymous.get(f"/api/slots/{fcfs.pk}/draw").status_code == 404
+    assert anonymous.get("/api/slots/999999/draw").json()["code"] == "not_found"
+
+
+# --- Who draws, on time ------------------------------------------------------------------------------
+
+
+def test_the_due_check_costs_no_postgresql_query_until_a_draw_is_due(django_assert_num_queries):
+    slot = draw_slot(quota_size=2)
+    enter(people(1)[0], slot)
+    draws._refs = (float("-inf"), [])
+    with django_assert_num_queries(0):
+        assert draws.run_due() == []
+    reach_draw_time(slot)
+    draws._refs = (float("-inf"), [])
+    assert draws.run_due() == [slot.pk]
+    assert Ticket.objects.filter(slot=slot).count() == 1
+    with django_assert_num_queries(0):
+        assert draws.run_due() == []  # drawn: Redis says so
+
+
+# --- The waiting list --------------------------------------------------------------------------------
+
+
+def test_a_cancelled_seat_goes_to_the_first_eligible_entrant_on_the_waiting_list():
+    slot = draw_slot(quota_size=1)
+    entrants = people(3)
+    for principal in entrants:
+        enter(principal, slot)
+    reach_draw_time(slot)
+    draws.run_draw(slot.pk)
+    winner = DrawEntry.objects.get(slot=slot, outcome="won")
+    first, second = DrawEntry.objects.filter(slot=slot, outcome="waiting").order_by("waitlist_position")
+    # The first on the list took a first-come ticket elsewhere that day meanwhile: they are passed over.
+    other = make_slot(quota_size=3, label="15:00", date=slot.date)
+    by_id = {p.id: p for p in entrants}
+    reservations.reserve(by_id[first.user_id], other.location.slug, "15:00", other.date, client_ip="10.9.9.9")
+
+    announced = []
+
+    def listen(sender, code, **kwargs):
+        announced.append(code)
+
+    events.reserved.connect(listen)
+    try:
+        result = reservations.cancel(winner.user_id, winner.ticket.code)
+    finally:
+        events.reserved.disconnect(listen)
+
+    promoted = Ticket.objects.get(slot=slot, status="active")
+    assert (promoted.user_id, promoted.queue_number) == (second.user_id, 1)
+    assert announced == [promoted.code]  # the page's socket and Telegram hear of it like any reservation
+    assert result.remaining == 0
+    outcomes = dict(DrawEntry.objects.filter(slot=slot).values_list("user_id", "outcome"))
+    assert outcomes[first.user_id] == "skipped" and outcomes[second.user_id] == "promoted"
+    keys = slot_keys(slot.pk, slot.war_day)
+    holders = get_redis().hgetall(keys.holders)
+    assert list(holders) == [str(second.user_id)]
+    assert holders[str(second.user_id)].split("|")[:2] == ["1", promoted.code]
+    assert not get_redis().hexists(keys.waitlist, second.person)
+    call_command("reconcile", grace_ms=0)
+    # The promoted buyer's war request now answers with their ticket.
+    assert enter(by_id[second.user_id], slot).code == promoted.code
+
+
+# --- A process killed mid-draw -------------------------------------------------------------------------
+
+
+def kill_draw(slot: Slot, fault: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "draw", str(slot.pk), "--fault", fault],
+        env=server_env(WAR_FAULT_INJECTION="1"),
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == -9, proc.stderr.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_draw_killed_before_its_commit_is_redrawn_once_by_a_late_war_request():
+    slot = draw_slot(quota_size=3)
+    buyers = [make_user() for _ in range(5)]
+    tokens = [ApiToken.issue(b) for b in buyers]
+    for buyer in buyers:
+        assert token_client(buyer).post("/api/war", war_body(slot), format="json").status_code == 202
+    reach_draw_time(slot)
+    kill_draw(slot, "kill-before-commit")
+    assert not Ticket.objects.exists()
+    assert not Draw.objects.get(slot=slot).is_drawn
+    assert redis_slot(slot)["draw"] != "done"
+
+    with gunicorn_server(workers=1, WAR_RATE_LIMIT_USER="0") as base:
+        # The killed run's Redis lock lapses within seconds; meanwhile requests answer not_ready, and
+        # each kicks the draw. Nobody hears "reserved" while no row exists.
+        def answered():
+            status, body = post_war(base, tokens[0], slot)
+            if status == 503:
+                assert body["code"] == "not_ready", body
+                return None
+            return status, body
+
+        status, body = poll(answered, timeout=30, interval=0.3, message="the draw to be made")
+    assert Ticket.objects.filter(slot=slot).count() == 3, (status, body)
+    entry = DrawEntry.objects.get(slot=slot, user=buyers[0])
+    if entry.outcome == "won":
+        assert (status, body["ticket"]["code"]) == (200, entry.ticket.code)
+    else:
+        assert (status, body["waitlist_position"]) == (409, entry.waitlist_position)
+    assert draws.run_draw(slot.pk).committed is False
+    assert Ticket.objects.count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_draw_killed_between_commit_and_redis_is_applied_from_postgresql_by_the_rerun():
+    slot = draw_slot(quota_size=2)
+    entrants = people(4)
+    for principal in entrants:
+        enter(principal, slot)
+    reach_draw_time(slot)
+    kill_draw(slot, "kill-after-commit")
+    tickets = set(Ticket.objects.filter(slot=slot).values_list("code", flat=True))
+    assert len(tickets) == 2  # committed in PostgreSQL...
+    assert redis_slot(slot)["draw"] != "done"  # ...not in Redis: the slot still refuses everyone
+    winner = DrawEntry.objects.filter(slot=slot, outcome="won").first()
+    by_id = {p.id: p for p in entrants}
+    assert refusal(by_id[winner.user_id], slot).code == "not_ready"
+
+    run = poll(lambda: draws.run_draw(slot.pk), timeout=15, interval=0.2, message="the lock to lapse")
+    assert (run.committed, run.applied) == (False, True)
+    assert set(Ticket.objects.filter(slot=slot).values_list("code", flat=True)) == tickets
+    assert enter(by_id[winner.user_id], slot).code == winner.ticket.code
+    call_command("reconcile", grace_ms=0)
