@@ -24,6 +24,7 @@ from queueing.services import catalog, clock, draws, events, heal, quota, reserv
 from queueing.services.errors import ReservationError
 from queueing.services.store import slot_keys
 from queueing.tests.test_crash import post_war
+from tests.browser import live_quota_process
 from tests.factory import make_slot, make_user, token_client, war_body
 from tests.live import ROOT, gunicorn_server, poll, server_env
 from wartiket.redis_client import get_redis
@@ -486,3 +487,20 @@ def test_a_draw_killed_between_commit_and_redis_is_applied_from_postgresql_by_th
     assert set(Ticket.objects.filter(slot=slot).values_list("code", flat=True)) == tickets
     assert enter(by_id[winner.user_id], slot).code == winner.ticket.code
     call_command("reconcile", grace_ms=0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_live_quota_draws_a_slot_when_its_draw_time_comes():
+    slot = draw_slot(quota_size=2, opens_in=-6)  # the draw is 4 s away
+    entrants = people(3)
+    for principal in entrants:
+        enter(principal, slot)
+    with live_quota_process():
+        drawn = poll(
+            lambda: redis_slot(slot).get("draw") == "done", timeout=30, interval=0.1, message="the draw by live_quota"
+        )
+    assert drawn
+    draw = Draw.objects.get(slot=slot)
+    assert draw.drawn_at >= slot.draw_at  # never before its time
+    assert (draw.entrants, draw.winners, draw.waiting) == (3, 2, 1)
+    assert Ticket.objects.filter(slot=slot).count() == 2
