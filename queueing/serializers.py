@@ -4,6 +4,7 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 from queueing.models import TIME_LABEL_RE, Slot, Ticket
+from queueing.services import draws
 
 
 class WarRequestSerializer(serializers.Serializer):
@@ -53,10 +54,28 @@ class TicketSerializer(serializers.ModelSerializer):
     location_name = serializers.CharField(source="slot.location.name", read_only=True)
     date = serializers.DateField(source="slot.date", read_only=True)
     time_slot = serializers.CharField(source="slot.time_label", read_only=True)
+    allocation = serializers.CharField(source="slot.allocation", read_only=True)
+    draw_pseudonym = serializers.SerializerMethodField(
+        help_text="Draw slots: your alias in the draw's public list (GET /api/slots/<id>/draw); else null"
+    )
 
     class Meta:
         model = Ticket
-        fields = ["code", "queue_number", "status", "location", "location_name", "date", "time_slot", "reserved_at"]
+        fields = [
+            "code",
+            "queue_number",
+            "status",
+            "location",
+            "location_name",
+            "date",
+            "time_slot",
+            "reserved_at",
+            "allocation",
+            "draw_pseudonym",
+        ]
+
+    def get_draw_pseudonym(self, ticket) -> str | None:
+        return draws.pseudonym(ticket.slot_id, ticket.person) if ticket.slot.is_draw else None
 
 
 # --- Response bodies, for the OpenAPI schema (the views build them as plain dicts on the hot path) ---------

@@ -191,7 +191,8 @@ def refusal_after_draw(principal, ref: SlotRef, outcome: str, now_ms: int) -> No
         except REDIS_OUTAGES:
             return  # sold out stays true; the place can be asked again
         if position is not None:
-            raise ReservationError("not_drawn", counted=True, waitlist_position=int(position))
+            alias = pseudonym(ref.id, principal.person_key)
+            raise ReservationError("not_drawn", counted=True, waitlist_position=int(position), pseudonym=alias)
 
 
 # --- The draw ------------------------------------------------------------------------------------
@@ -459,6 +460,27 @@ def promote_in_redis(cancelled: Ticket, promoted: Ticket) -> int | None:
 
 
 # --- What is published, and checking it -----------------------------------------------------------
+
+# "Verify it yourself": stdlib Python anyone can run against GET /api/slots/<id>/draw. The same text is in
+# docs/fairness.md and on the draw page (``verify_snippet``), and a test runs it against a live server.
+SNIPPET_URL = "https://wartiket.example/api/slots/42/draw"
+VERIFY_SNIPPET = f"""import hashlib, hmac, json, urllib.request
+
+record = json.load(urllib.request.urlopen("{SNIPPET_URL}"))
+seed, names = record["seed"], [e["pseudonym"] for e in record["entrants"]]
+assert hashlib.sha256(seed.encode()).hexdigest() == record["commitment"], "seed does not match the commitment"
+entrants_hash = hashlib.sha256("\\n".join(sorted(names)).encode()).hexdigest()
+assert entrants_hash == record["entrants_hash"], "the entrant list is not the one drawn"
+key = hmac.new(seed.encode(), entrants_hash.encode(), hashlib.sha256).digest()
+order = sorted(names, key=lambda name: hmac.new(key, name.encode(), hashlib.sha256).hexdigest())
+rank = {{name: i for i, name in enumerate(order, start=1)}}
+assert all(e["position"] == rank[e["pseudonym"]] for e in record["entrants"]), "positions differ"
+print("draw verified:", len(names), "entrants")
+"""
+
+
+def verify_snippet(url: str) -> str:
+    return VERIFY_SNIPPET.replace(SNIPPET_URL, url)
 
 
 def published(slot: Slot) -> dict:

@@ -7,12 +7,14 @@ where a process must die mid-draw.
 from __future__ import annotations
 
 import datetime
+import html
 import json
 import subprocess
 import sys
 from collections import Counter
 
 import pytest
+import requests
 from django.core.management import call_command
 from django.utils import timezone
 
@@ -316,10 +318,11 @@ def test_after_the_draw_winners_hold_their_ticket_the_rest_learn_their_waiting_l
             assert (response.status_code, response.json()["code"]) == (200, "already_reserved")
             assert response.json()["ticket"]["code"] == entry.ticket.code
             mine = client.get("/api/tickets").json()
-            assert [t["code"] for t in mine] == [entry.ticket.code]
+            assert [(t["code"], t["draw_pseudonym"]) for t in mine] == [(entry.ticket.code, entry.pseudonym)]
         else:
             assert (response.status_code, response.json()["code"]) == (409, "not_drawn")
             assert response.json()["waitlist_position"] == entry.waitlist_position
+            assert response.json()["pseudonym"] == entry.pseudonym
     outsider = token_client(make_user()).post("/api/war", war_body(slot), format="json")
     assert (outsider.status_code, outsider.json()["code"]) == (409, "sold_out")
 
@@ -504,3 +507,30 @@ def test_live_quota_draws_a_slot_when_its_draw_time_comes():
     assert draw.drawn_at >= slot.draw_at  # never before its time
     assert (draw.entrants, draw.winners, draw.waiting) == (3, 2, 1)
     assert Ticket.objects.filter(slot=slot).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_verify_snippet_of_docs_and_page_checks_a_live_draw_and_catches_a_changed_seed():
+    assert draws.VERIFY_SNIPPET in (ROOT / "docs" / "fairness.md").read_text()
+    slot = draw_slot(quota_size=2)
+    for principal in people(4):
+        enter(principal, slot)
+    reach_draw_time(slot)
+    draws.run_draw(slot.pk)
+    with gunicorn_server(workers=1) as base:
+        snippet = draws.verify_snippet(f"{base}/api/slots/{slot.pk}/draw")
+        page = requests.get(f"{base}/draw/{slot.pk}/", timeout=10)
+        assert page.status_code == 200
+        assert html.escape(snippet) in page.text
+        assert Draw.objects.get(slot=slot).seed in page.text
+        checked = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, timeout=60)
+        assert (checked.returncode, checked.stdout.strip()) == (0, "draw verified: 4 entrants"), checked.stderr
+        call_command("verify_draw", slot.pk, url=base)
+
+        Draw.objects.filter(slot=slot).update(seed=draws.new_seed())  # a seed other than the committed one
+        tampered = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, timeout=60)
+        assert tampered.returncode != 0 and "commitment" in tampered.stderr
+        with pytest.raises(SystemExit) as failed:
+            call_command("verify_draw", slot.pk, url=base)
+        assert failed.value.code == 1
+        assert requests.get(f"{base}/draw/{make_slot(label='16:00').pk}/", timeout=10).status_code == 404
