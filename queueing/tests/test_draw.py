@@ -534,3 +534,34 @@ def test_the_verify_snippet_of_docs_and_page_checks_a_live_draw_and_catches_a_ch
             call_command("verify_draw", slot.pk, url=base)
         assert failed.value.code == 1
         assert requests.get(f"{base}/draw/{make_slot(label='16:00').pk}/", timeout=10).status_code == 404
+
+
+def test_staff_make_a_slot_a_draw_slot_in_the_admin_and_see_its_commitment_not_its_seed(
+    client, django_capture_on_commit_callbacks
+):
+    slot = make_slot(quota_size=5, opens_in=3600, label="17:00")
+    client.force_login(make_user(is_staff=True, is_superuser=True))
+    local = timezone.localtime(slot.war_opens_at)
+    form = {
+        "location": slot.location_id,
+        "date": slot.date.isoformat(),
+        "time_label": slot.time_label,
+        "quota": slot.quota,
+        "war_opens_at_0": local.date().isoformat(),
+        "war_opens_at_1": local.time().replace(microsecond=0).isoformat(),
+        "war_closes_at_0": "",
+        "war_closes_at_1": "",
+        "allocation": "draw",
+        "draw_grace_seconds": "20",
+        "_save": "Save",
+    }
+    with django_capture_on_commit_callbacks(execute=True):  # the edit reaches Redis after its commit
+        response = client.post(f"/admin/queueing/slot/{slot.pk}/change/", form)
+    assert response.status_code == 302, response.content[:2000]
+    slot.refresh_from_db()
+    assert (slot.allocation, slot.draw_grace_seconds) == ("draw", 20)
+    draw = Draw.objects.get(slot=slot)
+    assert redis_slot(slot)["draw"] == str(int(slot.draw_at.timestamp() * 1000))
+    assert catalog.by_id(slot.pk).allocation == "draw"
+    page = client.get(f"/admin/queueing/slot/{slot.pk}/change/").content.decode()
+    assert draw.commitment in page and draw.seed not in page
