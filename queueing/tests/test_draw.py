@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import html
+import io
 import json
 import subprocess
 import sys
@@ -565,3 +566,22 @@ def test_staff_make_a_slot_a_draw_slot_in_the_admin_and_see_its_commitment_not_i
     assert catalog.by_id(slot.pk).allocation == "draw"
     page = client.get(f"/admin/queueing/slot/{slot.pk}/change/").content.decode()
     assert draw.commitment in page and draw.seed not in page
+
+
+def test_seed_demo_adds_a_draw_war_taking_entries_and_keeps_the_readme_war_first_come(settings):
+    settings.DEBUG = True
+    out = io.StringIO()
+    call_command("seed_demo", "--demo-draw-in", "120", stdout=out)
+    call_command("sync_quota", stdout=io.StringIO())  # on_commit does not fire inside a test transaction
+    draw_war = Slot.objects.get(allocation="draw")
+    assert f"/draw/{draw_war.pk}/" in out.getvalue()
+    assert not Slot.objects.filter(location__slug="graha-dipta", allocation="draw").exists()
+    assert Draw.objects.filter(slot=draw_war, drawn_at__isnull=True).exists()
+    entry = token_client(make_user()).post(
+        "/api/war",
+        {"location_id": "setiabudi-one", "time_slot": "13:00", "date": draw_war.date.isoformat()},
+        format="json",
+    )
+    assert (entry.status_code, entry.json()["code"]) == (202, "entered")
+    call_command("seed_demo", stdout=io.StringIO())  # idempotent: still one draw war, still undrawn
+    assert Slot.objects.filter(allocation="draw").count() == 1
