@@ -23,7 +23,7 @@ from accounts.models import ApiToken, User
 from accounts.services.identity import Principal
 from accounts.validators import make_nik
 from queueing.models import Allocation, Draw, DrawEntry, Location, Slot, Ticket
-from queueing.services import catalog, clock, draws, events, heal, quota, reservations
+from queueing.services import catalog, clock, draws, events, heal, quota, reservations, warroom
 from queueing.services.errors import ReservationError
 from queueing.services.store import slot_keys
 from queueing.tests.test_crash import post_war
@@ -585,3 +585,30 @@ def test_seed_demo_adds_a_draw_war_taking_entries_and_keeps_the_readme_war_first
     assert (entry.status_code, entry.json()["code"]) == (202, "entered")
     call_command("seed_demo", stdout=io.StringIO())  # idempotent: still one draw war, still undrawn
     assert Slot.objects.filter(allocation="draw").count() == 1
+
+
+def test_the_war_room_shows_entrants_then_the_draws_figures():
+    slot = draw_slot(quota_size=1)
+    for principal in people(3):
+        enter(principal, slot)
+    [before] = warroom.Sampler(slot_ids=[slot.pk]).sample()["slots"]
+    assert before["draw"] == {
+        "entrants": 3,
+        "waiting": 0,
+        "drawn": False,
+        "duration_ms": None,
+        "draw_at_to_committed_ms": None,
+    }
+    reach_draw_time(slot)
+    draws.run_draw(slot.pk)
+    [after] = warroom.Sampler(slot_ids=[slot.pk]).sample()["slots"]
+    draw = Draw.objects.get(slot=slot)
+    assert after["draw"] == {
+        "entrants": 3,
+        "waiting": 2,
+        "drawn": True,
+        "duration_ms": draw.duration_ms,
+        "draw_at_to_committed_ms": draw.lag_ms,
+    }
+    [fcfs] = warroom.Sampler(slot_ids=[make_slot(label="16:00").pk]).sample()["slots"]
+    assert fcfs["draw"] is None
