@@ -157,11 +157,9 @@ def record_entry(principal, ref: SlotRef, now_ms: int) -> Entry:
                 cursor.execute("SELECT drawn_at FROM queueing_draw WHERE slot_id = %s FOR SHARE", [ref.id])
                 (drawn_at,) = cursor.fetchone()
             if drawn_at is not None:
-                raise ReservationError(
-                    "closed",
-                    closed_at=ms_to_datetime(ref.draw_ms).isoformat(),
-                    server_time=ms_to_datetime(now_ms).isoformat(),
-                )
+                # Admitted by Redis just before draw_at, arrived after the draw froze the list: not entered.
+                # A retry meets the drawn slot (reserve.lua) and hears its real answer.
+                raise ReservationError("not_ready", retry_after=1)
             entry = DrawEntry(
                 slot_id=ref.id,
                 user_id=principal.id,

@@ -612,3 +612,16 @@ def test_the_war_room_shows_entrants_then_the_draws_figures():
     }
     [fcfs] = warroom.Sampler(slot_ids=[make_slot(label="16:00").pk]).sample()["slots"]
     assert fcfs["draw"] is None
+
+
+def test_an_entry_admitted_just_before_draw_at_but_written_after_the_draw_is_refused_not_lost():
+    slot = draw_slot(quota_size=1)
+    early, late = people(2)
+    enter(early, slot)
+    reach_draw_time(slot)
+    draws.run_draw(slot.pk)
+    # enter.lua said "entered" a moment before draw_at; the PostgreSQL write comes after the draw froze the list.
+    with pytest.raises(ReservationError) as refused:
+        draws.record_entry(late, catalog.by_id(slot.pk), clock.redis_now_ms())
+    assert (refused.value.code, refused.value.retry_after) == ("not_ready", 1)
+    assert not DrawEntry.objects.filter(user_id=late.id).exists()
