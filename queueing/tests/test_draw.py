@@ -22,6 +22,8 @@ from django.utils import timezone
 from accounts.models import ApiToken, User
 from accounts.services.identity import Principal
 from accounts.validators import make_nik
+from notifications.models import Notification, TelegramLink
+from notifications.services import messages, notify
 from queueing.models import Allocation, Draw, DrawEntry, Location, Slot, Ticket
 from queueing.services import catalog, clock, draws, events, heal, quota, reservations, warroom
 from queueing.services.errors import ReservationError
@@ -411,6 +413,11 @@ def test_a_cancelled_seat_goes_to_the_first_eligible_entrant_on_the_waiting_list
     promoted = Ticket.objects.get(slot=slot, status="active")
     assert (promoted.user_id, promoted.queue_number) == (second.user_id, 1)
     assert announced == [promoted.code]  # the page's socket and Telegram hear of it like any reservation
+    # What the Telegram task does with that event: one message for the promoted buyer, with their number.
+    TelegramLink.objects.create(user_id=promoted.user_id, chat_id=987654321)
+    notification = Notification.objects.get(pk=notify.record_ticket_event("ticket_reserved", promoted.code))
+    assert notification.user_id == promoted.user_id
+    assert promoted.code in messages.render(notification, "id")
     assert result.remaining == 0
     outcomes = dict(DrawEntry.objects.filter(slot=slot).values_list("user_id", "outcome"))
     assert outcomes[first.user_id] == "skipped" and outcomes[second.user_id] == "promoted"
