@@ -251,8 +251,10 @@ def _draw(slot: Slot, fault: str | None) -> bool:
     order = draw_order(draw.seed, list(by_alias))
     held_persons, held_users = set(), set()
     if settings.WAR_ONE_PER_DAY and entries:
+        # Subqueries rather than lists of every entrant: one short statement however many entered.
+        entered = DrawEntry.objects.filter(slot=slot)
         held = Ticket.objects.filter(war_day=slot.date, status__in=Ticket.HOLDING, one_per_day=True).filter(
-            Q(person__in=[e[2] for e in entries]) | Q(user_id__in=[e[1] for e in entries])
+            Q(person__in=entered.values("person")) | Q(user_id__in=entered.values("user_id"))
         )
         for person, user_id in held.values_list("person", "user_id"):
             held_persons.add(person)
