@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import datetime
+
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
@@ -30,6 +32,9 @@ class SlotSerializer(serializers.ModelSerializer):
     time_slot = serializers.CharField(source="time_label", read_only=True)
     war_closes_at = serializers.DateTimeField(source="closes_at", read_only=True)
     remaining = serializers.SerializerMethodField()
+    # Draw mode (null for first come, first served): when entries open and when the draw is made.
+    entry_opens_at = serializers.SerializerMethodField()
+    draw_at = serializers.SerializerMethodField()
 
     class Meta:
         model = Slot
@@ -43,10 +48,19 @@ class SlotSerializer(serializers.ModelSerializer):
             "remaining",
             "war_opens_at",
             "war_closes_at",
+            "allocation",
+            "entry_opens_at",
+            "draw_at",
         ]
 
     def get_remaining(self, slot) -> int | None:
         return self.context.get("remaining", {}).get(slot.pk)
+
+    def get_entry_opens_at(self, slot) -> datetime.datetime | None:
+        return serializers.DateTimeField().to_representation(slot.entry_opens_at) if slot.is_draw else None
+
+    def get_draw_at(self, slot) -> datetime.datetime | None:
+        return serializers.DateTimeField().to_representation(slot.draw_at) if slot.is_draw else None
 
 
 class TicketSerializer(serializers.ModelSerializer):

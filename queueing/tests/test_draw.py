@@ -24,6 +24,7 @@ from accounts.services.identity import Principal
 from accounts.validators import make_nik
 from notifications.models import Notification, TelegramLink
 from notifications.services import messages, notify
+from queueing import tasks
 from queueing.models import Allocation, Draw, DrawEntry, Location, Slot, Ticket
 from queueing.services import catalog, clock, draws, events, heal, quota, reservations, warroom
 from queueing.services.errors import ReservationError
@@ -362,6 +363,12 @@ def test_the_draw_record_is_public_commitment_first_seed_after():
     assert draws.verify(after) == []
     fcfs = make_slot(label="16:00")
     assert anonymous.get(f"/api/slots/{fcfs.pk}/draw").status_code == 404
+    # The slot itself says it is a draw slot and when it draws (null for first come, first served).
+    listed = anonymous.get(f"/api/slots/{slot.pk}").json()
+    assert listed["allocation"] == "draw"
+    assert datetime.datetime.fromisoformat(listed["draw_at"]) == slot.draw_at
+    assert datetime.datetime.fromisoformat(listed["entry_opens_at"]) == slot.entry_opens_at
+    assert anonymous.get(f"/api/slots/{fcfs.pk}").json()["draw_at"] is None
     assert anonymous.get("/api/slots/999999/draw").json()["code"] == "not_found"
 
 
@@ -632,3 +639,13 @@ def test_an_entry_admitted_just_before_draw_at_but_written_after_the_draw_is_ref
         draws.record_entry(late, catalog.by_id(slot.pk), clock.redis_now_ms())
     assert (refused.value.code, refused.value.retry_after) == ("not_ready", 1)
     assert not DrawEntry.objects.filter(user_id=late.id).exists()
+
+
+@pytest.mark.django_db(transaction=True)  # the task starts on a fresh connection, as in a worker
+def test_the_celery_backstop_draws_a_due_slot():
+    slot = draw_slot(quota_size=1)
+    enter(people(1)[0], slot)
+    reach_draw_time(slot)
+    draws._refs = (float("-inf"), [])
+    assert tasks.draws_task() == [slot.pk]
+    assert redis_slot(slot)["draw"] == "done"
