@@ -12,11 +12,13 @@ import io
 import json
 import subprocess
 import sys
+import threading
 from collections import Counter
 
 import pytest
 import requests
 from django.core.management import call_command
+from django.db import connection
 from django.utils import timezone
 
 from accounts.models import ApiToken, User
@@ -649,3 +651,40 @@ def test_the_celery_backstop_draws_a_due_slot():
     draws._refs = (float("-inf"), [])
     assert tasks.draws_task() == [slot.pk]
     assert redis_slot(slot)["draw"] == "done"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_winner_whose_other_ticket_commits_during_the_draw_makes_it_draw_again_and_skip_them():
+    # A first-come ticket elsewhere that day, committed by another connection between the draw's look at the
+    # day's tickets and its INSERT: one per day holds in PostgreSQL, the draw rolls back and draws again.
+    slot = draw_slot(quota_size=3)
+    other = make_slot(quota_size=3, label="15:00", date=slot.date)
+    entrants = people(3)
+    for principal in entrants:
+        enter(principal, slot)
+    reach_draw_time(slot)
+    sneaky = entrants[0]
+    inserts = []
+
+    def first_come_elsewhere():
+        try:
+            reservations.reserve(sneaky, other.location.slug, "15:00", other.date, client_ip="10.8.8.8")
+        finally:
+            connection.close()  # this thread's own connection
+
+    def other_ticket_first(execute, sql, params, many, context):
+        if sql.startswith('INSERT INTO "queueing_ticket"') and not inserts:
+            inserts.append(sql)
+            thread = threading.Thread(target=first_come_elsewhere)
+            thread.start()
+            thread.join()
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(other_ticket_first):
+        run = draws.run_draw(slot.pk)
+    assert run.committed and inserts
+    assert Ticket.objects.filter(user_id=sneaky.id, slot=other).exists()
+    outcomes = dict(DrawEntry.objects.filter(slot=slot).values_list("user_id", "outcome"))
+    assert outcomes[sneaky.id] == "skipped"
+    assert Ticket.objects.filter(slot=slot).count() == 2
+    assert sorted(Ticket.objects.filter(slot=slot).values_list("queue_number", flat=True)) == [1, 2]
