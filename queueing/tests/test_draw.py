@@ -688,3 +688,14 @@ def test_a_winner_whose_other_ticket_commits_during_the_draw_makes_it_draw_again
     assert outcomes[sneaky.id] == "skipped"
     assert Ticket.objects.filter(slot=slot).count() == 2
     assert sorted(Ticket.objects.filter(slot=slot).values_list("queue_number", flat=True)) == [1, 2]
+
+
+def test_a_slot_made_a_draw_slot_behind_the_services_back_is_fenced_by_the_sweep():
+    slot = make_slot(quota_size=3, opens_in=600, label="17:00")
+    Slot.objects.filter(pk=slot.pk).update(allocation=Allocation.DRAW)  # no signal, no service
+    slot.refresh_from_db()
+    assert "draw" not in redis_slot(slot)
+    assert heal.finish_pending_edits() == [slot.pk]
+    assert redis_slot(slot)["draw"] == str(int(slot.draw_at.timestamp() * 1000))
+    assert heal.finish_pending_edits() == []  # settled
+    assert enter(people(1)[0], slot).outcome == "entered"  # the catalog knows it too; the Draw row is lazy
