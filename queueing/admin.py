@@ -12,7 +12,7 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from queueing.models import BypassToken, BypassUse, Draw, Location, Slot, Ticket
-from queueing.services import bypass, quota, reservations, slots
+from queueing.services import bypass, draws, quota, reservations, slots
 from queueing.services.errors import ReservationError
 
 # The admin speaks the site's language: Indonesian first, English when staff switch the site to English.
@@ -56,6 +56,18 @@ class SlotForm(forms.ModelForm):
         except quota.QuotaError as exc:
             raise forms.ValidationError(str(exc)) from exc
         return new_quota
+
+    def clean(self):
+        cleaned = super().clean()
+        refusal = draws.change_refusal(
+            self.instance.pk,
+            cleaned.get("allocation") or self.instance.allocation,
+            cleaned.get("war_opens_at"),
+            cleaned.get("draw_grace_seconds"),
+        )
+        if refusal:
+            raise forms.ValidationError(refusal)
+        return cleaned
 
 
 class SlotInline(admin.TabularInline):

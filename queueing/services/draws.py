@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, close_old_connections, connection, connections, transaction
 from django.db.models import Q
+from django.utils.translation import gettext
 
 from queueing.models import Draw, DrawEntry, Slot, Ticket, new_ticket_code
 from queueing.services import catalog, clock, events, heal, quota
@@ -391,6 +392,25 @@ def periodic() -> list[int]:
 def kick(slot_id: int) -> None:
     """A request met an undrawn slot after its draw time: draw it in the background (like heal.kick)."""
     heal.spawn(("draw", slot_id), lambda: run_draw(slot_id))
+
+
+def change_refusal(slot_id: int | None, allocation: str, war_opens_at, draw_grace_seconds) -> str | None:
+    """Why a staff edit of a slot would break a draw's promises, or None. (Admin form; see SlotForm.)"""
+    old = Slot.objects.filter(pk=slot_id).first() if slot_id else None
+    if old is None:
+        return None
+    if allocation != old.allocation:
+        if old.is_draw and DrawEntry.objects.filter(slot_id=slot_id).exists():
+            return gettext("Undian ini sudah punya peserta: cara pembagiannya tidak bisa diubah lagi.")
+        if not old.is_draw and Ticket.objects.filter(slot_id=slot_id, status__in=Ticket.HOLDING).exists():
+            return gettext("Slot ini sudah punya tiket: tidak bisa diubah menjadi undian.")
+    drawn = old.is_draw and Draw.objects.filter(slot_id=slot_id, drawn_at__isnull=False).exists()
+    moved = (war_opens_at is not None and war_opens_at != old.war_opens_at) or (
+        draw_grace_seconds is not None and draw_grace_seconds != old.draw_grace_seconds
+    )
+    if drawn and moved:
+        return gettext("Undian sudah ditarik: waktu war dan tenggang undian tidak bisa diubah lagi.")
+    return None
 
 
 # --- The waiting list ----------------------------------------------------------------------------

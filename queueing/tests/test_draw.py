@@ -556,7 +556,7 @@ def test_the_verify_snippet_of_docs_and_page_checks_a_live_draw_and_catches_a_ch
 def test_staff_make_a_slot_a_draw_slot_in_the_admin_and_see_its_commitment_not_its_seed(
     client, django_capture_on_commit_callbacks
 ):
-    slot = make_slot(quota_size=5, opens_in=3600, label="17:00")
+    slot = make_slot(quota_size=5, opens_in=600, label="17:00")  # entries open 15 min before
     client.force_login(make_user(is_staff=True, is_superuser=True))
     local = timezone.localtime(slot.war_opens_at)
     form = {
@@ -582,6 +582,16 @@ def test_staff_make_a_slot_a_draw_slot_in_the_admin_and_see_its_commitment_not_i
     assert catalog.by_id(slot.pk).allocation == "draw"
     page = client.get(f"/admin/queueing/slot/{slot.pk}/change/").content.decode()
     assert draw.commitment in page and draw.seed not in page
+
+    # Once someone entered, the slot stays a draw slot; once drawn, its times stay (the record says them).
+    enter(people(1)[0], slot)
+    refused = client.post(f"/admin/queueing/slot/{slot.pk}/change/", {**form, "allocation": "fcfs"})
+    assert refused.status_code == 200 and "sudah punya peserta" in refused.content.decode()
+    assert Slot.objects.get(pk=slot.pk).allocation == "draw"
+    reach_draw_time(slot)
+    draws.run_draw(slot.pk)
+    refused = client.post(f"/admin/queueing/slot/{slot.pk}/change/", {**form, "draw_grace_seconds": "30"})
+    assert refused.status_code == 200 and "sudah ditarik" in refused.content.decode()
 
 
 def test_seed_demo_adds_a_draw_war_taking_entries_and_keeps_the_readme_war_first_come(settings):
