@@ -35,7 +35,7 @@ from queueing.tests.test_crash import post_war
 from tests.browser import live_quota_process
 from tests.factory import make_slot, make_user, token_client, war_body
 from tests.live import ROOT, gunicorn_server, poll, server_env
-from wartiket.redis_client import get_redis
+from wartiket.redis_client import get_redis, reset_redis
 
 pytestmark = pytest.mark.django_db
 
@@ -709,3 +709,33 @@ def test_a_slot_made_a_draw_slot_behind_the_services_back_is_fenced_by_the_sweep
     assert redis_slot(slot)["draw"] == str(int(slot.draw_at.timestamp() * 1000))
     assert heal.finish_pending_edits() == []  # settled
     assert enter(people(1)[0], slot).outcome == "entered"  # the catalog knows it too; the Draw row is lazy
+
+
+@pytest.fixture
+def postgres_refuses_entries(transactional_db):
+    """A real failure of the entry INSERT, as a full disk or a lost primary would cause."""
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE queueing_drawentry ADD CONSTRAINT test_refuse_all CHECK (id < 0) NOT VALID")
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE queueing_drawentry DROP CONSTRAINT test_refuse_all")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_entry_postgresql_cannot_write_answers_503_never_202(postgres_refuses_entries):
+    slot = draw_slot(quota_size=2)
+    response = token_client(make_user()).post("/api/war", war_body(slot), format="json")
+    assert (response.status_code, response.json()["code"]) == (503, "unavailable")
+    assert int(response["Retry-After"]) >= 1
+    assert not DrawEntry.objects.exists()
+
+
+def test_an_entry_with_redis_down_answers_503(settings):
+    slot = draw_slot(quota_size=2)
+    client = token_client(make_user())
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens there: a real refused connection
+    reset_redis()
+    response = client.post("/api/war", war_body(slot), format="json")
+    assert (response.status_code, response.json()["code"]) == (503, "unavailable")
+    assert int(response["Retry-After"]) >= 1
+    assert not DrawEntry.objects.exists()
