@@ -329,15 +329,18 @@ def _draw(slot: Slot, fault: str | None) -> bool:
 
 def apply(slot: Slot) -> bool:
     """Write PostgreSQL's draw result to Redis unless Redis has it. True if written now."""
-    if not Draw.objects.filter(slot=slot, drawn_at__isnull=False).exists():
-        return False
-    rows = list(quota.holding_tickets(slot=slot).values_list(*quota.TICKET_FIELDS))
-    waiting = quota.waitlist_args([slot.pk])[slot.pk]
-    keys = slot_keys(slot.pk, slot.war_day)
-    reply = script("draw_apply")(
-        keys=[keys.slot, keys.free, keys.holders, keys.day, keys.waitlist],
-        args=[slot.pk, len(rows), *quota._ticket_args(rows), len(waiting) // 2, *waiting],
-    )
+    with transaction.atomic():
+        # The Draw row's lock, as a promotion takes it (``promote``): no cancel can promote someone between
+        # this read and the script, which would leave Redis with the cancelled holder instead.
+        if not Draw.objects.select_for_update().filter(slot=slot, drawn_at__isnull=False).exists():
+            return False
+        rows = list(quota.holding_tickets(slot=slot).values_list(*quota.TICKET_FIELDS))
+        waiting = quota.waitlist_args([slot.pk])[slot.pk]
+        keys = slot_keys(slot.pk, slot.war_day)
+        reply = script("draw_apply")(
+            keys=[keys.slot, keys.free, keys.holders, keys.day, keys.waitlist],
+            args=[slot.pk, len(rows), *quota._ticket_args(rows), len(waiting) // 2, *waiting],
+        )
     if reply[0] == "not_ready":
         heal.kick()  # Redis lost the slot: its rebuild writes the result from PostgreSQL
     return reply[0] == "applied"
