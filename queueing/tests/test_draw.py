@@ -739,3 +739,22 @@ def test_an_entry_with_redis_down_answers_503(settings):
     assert (response.status_code, response.json()["code"]) == (503, "unavailable")
     assert int(response["Retry-After"]) >= 1
     assert not DrawEntry.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_processes_drawing_at_once_draw_once():
+    slot = draw_slot(quota_size=2)
+    for principal in people(5):
+        enter(principal, slot)
+    reach_draw_time(slot)
+    command = [sys.executable, str(ROOT / "manage.py"), "draw", str(slot.pk)]
+    procs = [
+        subprocess.Popen(command, env=server_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    outputs = [proc.communicate(timeout=60) for proc in procs]
+    drawn = [out for out, _err in outputs if ": drawn;" in out]
+    assert len(drawn) == 1, outputs  # the others found it drawn, or another process at it
+    assert Ticket.objects.filter(slot=slot).count() == 2
+    assert Draw.objects.get(slot=slot).winners == 2
+    assert redis_slot(slot)["draw"] == "done"
