@@ -758,3 +758,15 @@ def test_two_processes_drawing_at_once_draw_once():
     assert Ticket.objects.filter(slot=slot).count() == 2
     assert Draw.objects.get(slot=slot).winners == 2
     assert redis_slot(slot)["draw"] == "done"
+
+
+def test_entry_refusals_make_zero_postgresql_queries(django_assert_num_queries, settings):
+    early = draw_slot(quota_size=2, opens_in=30 * 60)
+    principal = people(1)[0]
+    with django_assert_num_queries(0):
+        assert refusal(principal, early).code == "too_early"
+    settings.WAR_RATE_LIMIT_USER = 2  # the attempt above counted (same war day)
+    slot = draw_slot(quota_size=2, label="12:00")
+    enter(principal, slot)
+    with django_assert_num_queries(0):
+        assert refusal(principal, slot).code == "rate_limited"
