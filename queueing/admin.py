@@ -5,13 +5,14 @@ import datetime
 from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from queueing.models import BypassToken, BypassUse, Location, Slot, Ticket
-from queueing.services import bypass, quota, reservations, slots
+from queueing.models import BypassToken, BypassUse, Draw, Location, Slot, Ticket
+from queueing.services import bypass, draws, quota, reservations, slots
 from queueing.services.errors import ReservationError
 
 # The admin speaks the site's language: Indonesian first, English when staff switch the site to English.
@@ -34,7 +35,19 @@ def _remaining(slot) -> str | int:
 class SlotForm(forms.ModelForm):
     class Meta:
         model = Slot
-        fields = ["location", "date", "time_label", "quota", "war_opens_at", "war_closes_at", "challenge"]
+        fields = ["location", "date", "time_label", "quota", "war_opens_at", "war_closes_at"]
+        fields += ["allocation", "draw_grace_seconds", "challenge"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # A form posted without them (an older client, a script) keeps the model's defaults (first come,
+        # first served, no challenge) rather than failing; the admin's own form always sends them.
+        for name in ("allocation", "draw_grace_seconds", "challenge"):
+            self.fields[name].required = False
+
+    def clean_draw_grace_seconds(self):
+        value = self.cleaned_data.get("draw_grace_seconds")
+        return self.instance.draw_grace_seconds if value is None else value
 
     def clean_quota(self):
         new_quota = self.cleaned_data["quota"]
@@ -44,12 +57,25 @@ class SlotForm(forms.ModelForm):
             raise forms.ValidationError(str(exc)) from exc
         return new_quota
 
+    def clean(self):
+        cleaned = super().clean()
+        refusal = draws.change_refusal(
+            self.instance.pk,
+            cleaned.get("allocation") or self.instance.allocation,
+            cleaned.get("war_opens_at"),
+            cleaned.get("draw_grace_seconds"),
+        )
+        if refusal:
+            raise forms.ValidationError(refusal)
+        return cleaned
+
 
 class SlotInline(admin.TabularInline):
     model = Slot
     form = SlotForm
     extra = 0
-    fields = ["date", "time_label", "quota", "war_opens_at", "war_closes_at", "challenge", "remaining"]
+    fields = ["date", "time_label", "quota", "war_opens_at", "war_closes_at", "allocation", "draw_grace_seconds"]
+    fields += ["challenge", "remaining"]
     readonly_fields = ["remaining"]
 
     @admin.display(description=_("sisa (Redis)"))
@@ -77,8 +103,11 @@ class LocationAdmin(admin.ModelAdmin):
 @admin.register(Slot)
 class SlotAdmin(admin.ModelAdmin):
     form = SlotForm
-    list_display = ["location", "date", "time_label", "quota", "remaining", "opens", "war_closes", "challenge"]
-    list_filter = ["location", "date", "challenge"]
+    # The draw is made by the system at draw_at (services/draws.py), never by hand: shown, not editable.
+    readonly_fields = ["draw_commitment", "draw_seed", "draw_figures", "draw_record"]
+    list_display = ["location", "date", "time_label", "quota", "allocation", "remaining", "opens", "war_closes"]
+    list_display += ["challenge"]
+    list_filter = ["location", "date", "allocation", "challenge"]
     date_hierarchy = "date"
 
     def get_queryset(self, request):
@@ -91,6 +120,46 @@ class SlotAdmin(admin.ModelAdmin):
     @admin.display(description=_("sisa (Redis)"))
     def remaining(self, slot):
         return _remaining(slot)
+
+    @staticmethod
+    def _draw(slot) -> Draw | None:
+        return Draw.objects.filter(slot=slot).first() if slot.pk and slot.is_draw else None
+
+    @admin.display(description=_("undian: komitmen (sha256 benih)"))
+    def draw_commitment(self, slot):
+        draw = self._draw(slot)
+        return draw.commitment if draw else "—"
+
+    @admin.display(description=_("undian: benih"))
+    def draw_seed(self, slot):
+        draw = self._draw(slot)
+        if draw is None:
+            return "—"
+        # Secret until the draw: whoever reads it early could grind positions (docs/fairness.md).
+        return draw.seed if draw.is_drawn else gettext("rahasia sampai undian ditarik")
+
+    @admin.display(description=_("undian: hasil"))
+    def draw_figures(self, slot):
+        draw = self._draw(slot)
+        if draw is None or not draw.is_drawn:
+            return "—"
+        return gettext(
+            "%(entrants)s peserta, %(winners)s menang, %(waiting)s daftar tunggu, %(skipped)s dilewati; "
+            "diundi %(duration)s ms, semua tiket tersimpan %(lag)s ms setelah jadwal undian"
+        ) % {
+            "entrants": draw.entrants,
+            "winners": draw.winners,
+            "waiting": draw.waiting,
+            "skipped": draw.skipped,
+            "duration": draw.duration_ms,
+            "lag": draw.lag_ms,
+        }
+
+    @admin.display(description=_("undian: catatan publik"))
+    def draw_record(self, slot):
+        if not (slot.pk and slot.is_draw):
+            return "—"
+        return format_html('<a href="{}">{}</a>', reverse("queueing:draw", args=[slot.pk]), gettext("halaman undian"))
 
     # Times as "dd-mm HH:MM:SS" (the war's second matters; the admin's long date format pushed columns off).
     @admin.display(description=_("war dibuka"), ordering="war_opens_at")

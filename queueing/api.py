@@ -20,12 +20,14 @@ from accounts.services import identity
 from queueing.models import CODE_ALPHABET, TIME_LABEL_RE, Slot
 from queueing.serializers import (
     CancelResultSerializer,
+    DrawSerializer,
     SlotSerializer,
     TicketSerializer,
+    WarEntrySerializer,
     WarRequestSerializer,
     WarResultSerializer,
 )
-from queueing.services import clock, pages, quota, reservations, warroom
+from queueing.services import clock, draws, pages, quota, reservations, warroom
 from queueing.services.errors import ERRORS, SUCCESS_STATUS, ReservationError
 from queueing.services.store import ms_to_datetime
 from wartiket.api_errors import error_response, error_responses
@@ -204,6 +206,10 @@ class WarView(APIView):
             200: OpenApiResponse(
                 WarResultSerializer, description="`code`: `already_reserved`: the ticket you already hold"
             ),
+            202: OpenApiResponse(
+                WarEntrySerializer,
+                description="`code`: `entered`: draw mode, your entry is recorded (asking again is safe)",
+            ),
             **error_responses(
                 "invalid",
                 "malformed_json",
@@ -219,6 +225,7 @@ class WarView(APIView):
                 "unknown_slot",
                 "sold_out",
                 "one_per_day",
+                "not_drawn",
                 "too_large",
                 "unsupported_media_type",
                 "rate_limited",
@@ -301,6 +308,24 @@ class SlotDetailView(APIView):
             return error_response("not_found")
         context = {"remaining": quota.remaining_for([slot])}
         return Response(SlotSerializer(slot, context=context).data)
+
+
+class DrawView(APIView):
+    """A draw slot's public record: commitment before the window, seed and order after the draw.
+
+    No login needed. Anyone can recompute the order from it (docs/fairness.md); 404 for a slot that is
+    not a draw slot.
+    """
+
+    permission_classes = [permissions.AllowAny]
+    authentication_classes = []
+
+    @extend_schema(responses={200: DrawSerializer, **error_responses("not_found", "unavailable")})
+    def get(self, request, slot_id: int):
+        slot = Slot.objects.visible().filter(pk=slot_id).first()
+        if slot is None or not slot.is_draw:
+            return error_response("not_found")
+        return Response(draws.published(slot))
 
 
 class MyTicketsView(APIView):

@@ -342,3 +342,75 @@ class BypassUse(models.Model):
 
     def __str__(self) -> str:
         return f"{self.token} used by {self.user_id} on slot {self.slot_id}: {self.outcome}"
+
+
+class Draw(models.Model):
+    """Draw mode: the one draw of a slot, with its commitment published before the entry window opens.
+
+    ``seed`` stays secret until the draw; ``commitment = sha256(seed)`` is public from the start, so the
+    seed cannot be changed once entrants are known (``queueing/services/draws.py``, docs/fairness.md).
+    """
+
+    slot = models.OneToOneField(Slot, on_delete=models.CASCADE, primary_key=True, related_name="draw")
+    seed = models.CharField(_("benih rahasia"), max_length=64, editable=False)
+    commitment = models.CharField(_("komitmen (sha256 benih)"), max_length=64, editable=False)
+    entrants_hash = models.CharField(_("hash peserta"), max_length=64, blank=True, editable=False)
+    entrants = models.PositiveIntegerField(_("peserta"), default=0)
+    winners = models.PositiveIntegerField(_("pemenang"), default=0)
+    waiting = models.PositiveIntegerField(_("daftar tunggu"), default=0)
+    skipped = models.PositiveIntegerField(_("dilewati"), default=0)
+    created_at = models.DateTimeField(_("dibuat"), auto_now_add=True)
+    # War-room figures: when the committing run began, when its transaction committed, and how long
+    # from the scheduled draw_at until every winner's ticket was committed.
+    started_at = models.DateTimeField(_("mulai diundi"), null=True, blank=True)
+    drawn_at = models.DateTimeField(_("selesai diundi"), null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(_("lama pengundian (ms)"), null=True, blank=True)
+    lag_ms = models.IntegerField(_("draw_at sampai semua tiket tersimpan (ms)"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("undian")
+        verbose_name_plural = _("undian")
+
+    def __str__(self) -> str:
+        return f"draw of slot {self.slot_id}"
+
+    @property
+    def is_drawn(self) -> bool:
+        return self.drawn_at is not None
+
+
+class DrawEntry(models.Model):
+    """One person's entry in a slot's draw, durable before the buyer hears 202 ``entered``."""
+
+    class Outcome(models.TextChoices):
+        PENDING = "pending", _("menunggu undian")
+        WON = "won", _("menang")
+        WAITING = "waiting", _("daftar tunggu")
+        PROMOTED = "promoted", _("naik dari daftar tunggu")
+        SKIPPED = "skipped", _("dilewati (sudah punya tiket hari itu)")
+
+    slot = models.ForeignKey(Slot, on_delete=models.CASCADE, related_name="draw_entries", verbose_name=_("slot"))
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="draw_entries", verbose_name=_("pembeli")
+    )
+    person = models.CharField(_("orang"), max_length=40)
+    # Public per-slot alias of the person (services/draws.py ``pseudonym``): the draw orders by it.
+    pseudonym = models.CharField(_("nama samaran"), max_length=16)
+    entered_at = models.DateTimeField(_("mendaftar pada"), help_text=_("Jam Redis"))
+    outcome = models.CharField(_("hasil"), max_length=8, choices=Outcome.choices, default=Outcome.PENDING)
+    position = models.PositiveIntegerField(_("urutan undian"), null=True, blank=True)
+    waitlist_position = models.PositiveIntegerField(_("posisi daftar tunggu"), null=True, blank=True)
+    ticket = models.ForeignKey(Ticket, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["slot", "position", "pseudonym"]
+        verbose_name = _("peserta undian")
+        verbose_name_plural = _("peserta undian")
+        constraints = [
+            models.UniqueConstraint(fields=["slot", "person"], name="draw_entry_one_per_person"),
+            models.UniqueConstraint(fields=["slot", "user"], name="draw_entry_one_per_user"),
+            models.UniqueConstraint(fields=["slot", "pseudonym"], name="draw_entry_unique_pseudonym"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pseudonym} ({self.outcome})"

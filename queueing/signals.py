@@ -11,7 +11,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from queueing.models import Location, Slot
-from queueing.services import catalog, slots
+from queueing.services import catalog, draws, slots
 
 
 @receiver(post_save, sender=Slot)
@@ -20,6 +20,14 @@ def slot_saved(sender, instance, raw=False, **kwargs):
         return
     slot_id = instance.pk
     transaction.on_commit(lambda: slots.apply(slot_id))
+
+
+@receiver(post_save, sender=Slot)
+def draw_committed(sender, instance, raw=False, **kwargs):
+    """A draw slot gets its Draw (seed and published commitment) when it becomes one, however it is saved,
+    so the commitment is public before the entry window opens. (Also created lazily, as a safety net.)"""
+    if not raw and instance.is_draw:
+        draws.ensure_draw(instance.pk)
 
 
 @receiver([post_save, post_delete], sender=Location)

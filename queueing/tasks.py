@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.conf import settings
 
-from queueing.services import expiry, heal, reconcile
+from queueing.services import draws, expiry, heal, reconcile
 
 
 @shared_task(name="queueing.heal", ignore_result=True)
@@ -13,6 +13,12 @@ def heal_task() -> None:
     """Rebuild Redis from PostgreSQL if it restarted empty or stale; finish stuck staff edits."""
     heal.periodic()
     heal.periodic_sweep()
+
+
+@shared_task(name="queueing.draws", ignore_result=True)
+def draws_task() -> list[int]:
+    """Backstop for live_quota's 100 ms check: draw every draw slot whose draw time has come."""
+    return draws.periodic()
 
 
 @shared_task(name="queueing.reconcile", ignore_result=True)

@@ -14,8 +14,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_POST
 
-from queueing.models import Challenge, Location, Slot
-from queueing.services import live, pages, reservations
+from queueing.models import Challenge, DrawEntry, Location, Slot
+from queueing.services import draws, live, pages, reservations
 from queueing.services.errors import ReservationError
 
 # The refusals a buyer can meet on the war page, for the Dev Controls' "Failure" button.
@@ -46,6 +46,19 @@ def location(request, slug: str):
     place = get_object_or_404(Location.objects.visible(), slug=slug)
     context = {"page": pages.location_page(place), "state_labels": pages.state_labels()}
     return render(request, "queueing/location.html", context)
+
+
+def draw_page(request, slot_id: int):
+    """``/draw/<id>/``: a draw slot's public record and how to check it (docs/fairness.md). No login."""
+    slot = Slot.objects.visible().filter(pk=slot_id).first()
+    if slot is None or not slot.is_draw:
+        raise Http404
+    record = draws.published(slot)
+    labels = dict(DrawEntry.Outcome.choices)
+    entrants = [{**entry, "label": labels.get(entry["outcome"], entry["outcome"])} for entry in record["entrants"]]
+    api_url = request.build_absolute_uri(reverse("api:slot-draw", args=[slot.pk]))
+    context = {"slot": slot, "record": record, "entrants": entrants, "snippet": draws.verify_snippet(api_url)}
+    return render(request, "queueing/draw.html", context)
 
 
 def next_war(request):

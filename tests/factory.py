@@ -32,6 +32,7 @@ def make_slot(
     location: str = "graha-dipta",
     label: str = "10:00",
     date: datetime.date | None = None,
+    allocation: str = "fcfs",
 ) -> Slot:
     """A slot whose war opens ``opens_in`` seconds from now *by Redis' clock*, synced into Redis."""
     now = clock.redis_now()
@@ -43,6 +44,7 @@ def make_slot(
         quota=quota_size,
         war_opens_at=now + datetime.timedelta(seconds=opens_in),
         war_closes_at=None if closes_in is None else now + datetime.timedelta(seconds=closes_in),
+        allocation=allocation,
     )
     quota.sync_all([slot])
     return slot

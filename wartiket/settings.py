@@ -337,6 +337,8 @@ CELERY_BEAT_SCHEDULE = {
     "telegram-sweep": {"task": "notifications.sweep", "schedule": 60.0},
     # Self-heal (also run by live_quota every second, and kicked by requests that meet not_ready).
     "war-heal": {"task": "queueing.heal", "schedule": 5.0, "options": {"expires": 5}},
+    # Draw mode backstop (live_quota checks every 100 ms, and late war requests kick a due draw).
+    "war-draws": {"task": "queueing.draws", "schedule": 2.0, "options": {"expires": 2}},
     "war-reconcile": {
         "task": "queueing.reconcile",
         "schedule": float(WAR_RECONCILE_INTERVAL),

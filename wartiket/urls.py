@@ -29,6 +29,7 @@ api_patterns = [
     path("time", api.TimeView.as_view(), name="time"),
     path("slots", api.SlotListView.as_view(), name="slots"),
     path("slots/<int:slot_id>", api.SlotDetailView.as_view(), name="slot"),
+    path("slots/<int:slot_id>/draw", api.DrawView.as_view(), name="slot-draw"),
     path("tickets", api.MyTicketsView.as_view(), name="tickets"),
     path("tickets/<ticket:code>/cancel", api.CancelTicketView.as_view(), name="ticket-cancel"),
     path("auth/token", ObtainTokenView.as_view(), name="token"),

@@ -4,7 +4,9 @@ The only clock that decides is Redis TIME: app servers' clocks never take part.
 
 KEYS (all share the war-day hash tag {w:YYYY-MM-DD}, so the script runs unchanged on Redis Cluster)
   1 slot       HASH  quota, opens (ms), closes (ms), next (next never-issued number), sold, ver,
-                     pending (present while a staff edit is between PostgreSQL and Redis: refuse)
+                     pending (present while a staff edit is between PostgreSQL and Redis: refuse),
+                     draw (draw slots: draw ms until the draw's result is applied, then "done": refuse
+                     until then, so no number is handed out first come, first served before the draw)
   2 free       ZSET  numbers freed by cancellation, score = number (reissued lowest first)
   3 holders    HASH  user id -> "number|code|reserved_ms|committed|person"
   4 day        HASH  person -> "slot id|code" (one ticket per person per war day)
@@ -71,9 +73,11 @@ if pow_ttl > 0 and not redis.call('SET', KEYS[9], '1', 'NX', 'PX', pow_ttl) then
   return done('challenge_invalid')
 end
 
-local meta = redis.call('HMGET', KEYS[1], 'quota', 'opens', 'closes', 'next', 'sold', 'pending')
+local meta = redis.call('HMGET', KEYS[1], 'quota', 'opens', 'closes', 'next', 'sold', 'pending', 'draw')
 -- A pending edit means PostgreSQL may already hold other times than these: never gate on them.
 if not meta[1] or meta[6] then return done('not_ready') end
+-- A draw slot whose draw is not in Redis yet: the draw assigns the numbers (services/draws.py).
+if meta[7] and meta[7] ~= 'done' then return done('not_ready') end
 local quota, opens, closes = tonumber(meta[1]), tonumber(meta[2]), tonumber(meta[3])
 local next_number, sold = tonumber(meta[4]), tonumber(meta[5])
 

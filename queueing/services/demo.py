@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.validators import make_nik
-from queueing.models import Challenge, Location, Slot, Ticket
+from queueing.models import Allocation, Challenge, Draw, Location, Slot, Ticket
 from queueing.services import quota, slots
 
 LOCATIONS = [
@@ -25,6 +25,9 @@ DAYS_AHEAD = 3
 # Wars for a day open at 15:00 the day before, the way the boutiques announce them.
 OPENS_AT = datetime.time(15, 0)
 DEMO_WAR = ("graha-dipta", "10:00")
+# The demo draw war (draw mode, docs/fairness.md): its entry window is open from the start, and it draws a
+# few minutes later. Another day than the demo war, so the demo buyer can try both (one ticket per day).
+DEMO_DRAW = ("setiabudi-one", "13:00", 2)
 
 BUYERS = [
     ("pembeli@example.com", "antre-dulu-2026", "Siti Rahmawati", "081234567801", 1, True),
@@ -36,6 +39,7 @@ STAFF = ("staf@example.com", "staf-wartiket-2026", "Staf War Tiket")
 @dataclass
 class DemoSummary:
     demo_slot: Slot
+    demo_draw: Slot
     logins: list[tuple[str, str, str]]
 
 
@@ -47,7 +51,7 @@ def _user(email, password, full_name, **extra) -> User:
 
 
 @transaction.atomic
-def seed(*, demo_war_in: datetime.timedelta) -> DemoSummary:
+def seed(*, demo_war_in: datetime.timedelta, demo_draw_in: datetime.timedelta | None = None) -> DemoSummary:
     tz = timezone.get_default_timezone()
     today = timezone.localdate()
     for slug, name, address in LOCATIONS:
@@ -79,6 +83,18 @@ def seed(*, demo_war_in: datetime.timedelta) -> DemoSummary:
     if changed:
         slots.save(demo)
 
+    # The demo draw: moved (and made a draw slot) again on every seed while it is not drawn yet.
+    slug, label, offset = DEMO_DRAW
+    draw_slot = Slot.objects.get(location__slug=slug, time_label=label, date=today + datetime.timedelta(days=offset))
+    if not Draw.objects.filter(slot=draw_slot, drawn_at__isnull=False).exists():
+        draw_slot.allocation = Allocation.DRAW
+        # Proof of work on its entries: the page solves it during the countdown (docs/fairness.md).
+        draw_slot.challenge = Challenge.ON
+        draw_slot.war_opens_at = (now + (demo_draw_in or demo_war_in + datetime.timedelta(minutes=1))).replace(
+            microsecond=0
+        )
+        slots.save(draw_slot)
+
     logins = []
     for email, password, full_name, phone, serial, female in BUYERS:
         _user(
@@ -98,4 +114,4 @@ def seed(*, demo_war_in: datetime.timedelta) -> DemoSummary:
 
     # sync_all also rebuilds the catalog.
     transaction.on_commit(quota.sync_all)
-    return DemoSummary(demo, logins)
+    return DemoSummary(demo, draw_slot, logins)

@@ -28,6 +28,8 @@ ERRORS: dict[str, tuple[int, str]] = {
     "sold_out": (409, _("Kuota habis. Semua nomor antrean untuk slot ini sudah diambil.")),
     "one_per_day": (409, _("Anda sudah memegang antrean lain pada hari yang sama.")),
     "not_cancellable": (409, _("Tiket ini tidak bisa dibatalkan lagi.")),
+    # Draw mode: the entrant was not drawn for a seat; ``waitlist_position`` says their place in line.
+    "not_drawn": (409, _("Anda tidak terpilih dalam undian. Anda ada di daftar tunggu.")),
     "too_large": (413, _("Isi permintaan terlalu besar.")),
     "uri_too_long": (414, _("Alamat permintaan terlalu panjang.")),
     "unsupported_media_type": (415, _("Kirim permintaan sebagai application/json.")),
@@ -39,7 +41,7 @@ ERRORS: dict[str, tuple[int, str]] = {
     "not_ready": (503, _("War sedang disiapkan. Coba lagi dalam beberapa detik.")),
 }
 
-SUCCESS_STATUS = {"reserved": 201, "already_reserved": 200}
+SUCCESS_STATUS = {"reserved": 201, "already_reserved": 200, "entered": 202}
 
 
 class ReservationError(Exception):

@@ -148,12 +148,12 @@ def finish_pending_edits() -> list[int]:
     upcoming = quota.upcoming_slots()
     pipe = r.pipeline(transaction=False)
     for slot in upcoming:
-        pipe.hmget(slot_keys(slot.pk, slot.war_day).slot, "pending", "quota", "opens", "closes")
+        pipe.hmget(slot_keys(slot.pk, slot.war_day).slot, "pending", "quota", "opens", "closes", "draw")
     now_ms = clock.redis_now_ms()
     finished = []
-    for slot, (mark, *known) in zip(upcoming, pipe.execute(), strict=True):
+    for slot, (mark, *known, draw) in zip(upcoming, pipe.execute(), strict=True):
         stuck = mark is not None and now_ms - int(mark) >= slots.PENDING_STALE_MS
-        differs = mark is None and known != [str(v) for v in quota.slot_meta(slot)]
+        differs = mark is None and (known != [str(v) for v in quota.slot_meta(slot)] or not _draw_agrees(slot, draw))
         if stuck or differs:
             try:
                 quota.sync(slot)
@@ -165,6 +165,12 @@ def finish_pending_edits() -> list[int]:
     if finished:
         catalog.rebuild()
     return finished
+
+
+def _draw_agrees(slot: Slot, draw: str | None) -> bool:
+    """Redis' ``draw`` field fits PostgreSQL's allocation and draw time (a made draw's "done" always fits)."""
+    expected = quota.draw_field(slot, drawn=False)
+    return draw is None if expected == "" else draw in ("done", expected)
 
 
 def periodic() -> HealResult | None:
@@ -199,7 +205,7 @@ KICK_INTERVAL = 1.0
 
 def kick() -> None:
     """A request met not_ready: heal in the background (once a second per process at most)."""
-    _spawn("heal", lambda: check_and_heal(sweep=True))
+    spawn("heal", lambda: check_and_heal(sweep=True))
 
 
 def kick_reconcile(slot_id: int) -> None:
@@ -210,10 +216,11 @@ def kick_reconcile(slot_id: int) -> None:
         if slot is not None:
             reconcile.reconcile([slot], repair=True)
 
-    _spawn(("reconcile", slot_id), run)
+    spawn(("reconcile", slot_id), run)
 
 
-def _spawn(key, target) -> None:
+def spawn(key, target) -> None:
+    """Run ``target`` in a background thread, at most once a second per process and ``key``."""
     if not settings.WAR_SELF_HEAL:
         return
     now = time.monotonic()

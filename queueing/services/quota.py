@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from django.db.models import Max
 from django.utils.translation import gettext as _
 
-from queueing.models import Slot, Ticket
+from queueing.models import Draw, DrawEntry, Slot, Ticket
 from queueing.services import catalog
 from queueing.services.store import datetime_to_ms, day_keys, script, slot_keys
 from wartiket.redis_client import get_redis
@@ -60,6 +60,23 @@ def holding_tickets(**filters):
     return Ticket.objects.filter(status__in=Ticket.HOLDING, **filters).order_by("queue_number")
 
 
+def draw_field(slot: Slot, drawn: bool) -> str:
+    """The slot hash's ``draw`` field as PostgreSQL sees it: "" first come first served, the draw time
+    (ms) while undrawn, "done" once drawn (reserve.lua refuses a draw slot until it reads "done")."""
+    if not slot.is_draw:
+        return ""
+    return "done" if drawn else str(datetime_to_ms(slot.draw_at))
+
+
+def waitlist_args(slot_ids) -> dict[int, list]:
+    """Waiting entrants per drawn slot, as build_day.lua / draw_apply.lua take them (person, position)."""
+    by_slot: dict[int, list] = {slot_id: [] for slot_id in slot_ids}
+    waiting = DrawEntry.objects.filter(slot_id__in=slot_ids, outcome=DrawEntry.Outcome.WAITING)
+    for slot_id, person, position in waiting.values_list("slot_id", "person", "waitlist_position"):
+        by_slot[slot_id] += [person, position]
+    return by_slot
+
+
 def build_day(day: datetime.date | str) -> int:
     """Replace one war day's Redis state (every slot of that date and its person hash) with PostgreSQL's.
 
@@ -71,12 +88,18 @@ def build_day(day: datetime.date | str) -> int:
     by_slot: dict[int, list] = {slot.pk: [] for slot in slots}
     for slot_id, *row in holding_tickets(slot__date=day).values_list("slot_id", *TICKET_FIELDS):
         by_slot[slot_id].append(row)
+    # Draw slots keep their draw state and waiting list through a rebuild (a flush after the draw).
+    drawn = set(Draw.objects.filter(slot__in=slots, drawn_at__isnull=False).values_list("slot_id", flat=True))
+    waitlists = waitlist_args(drawn)
     day_key, _journal = day_keys(day)
     keys, args = [day_key], [len(slots)]
     for slot in slots:
         slot_keys_ = slot_keys(slot.pk, day)
-        keys += [slot_keys_.slot, slot_keys_.free, slot_keys_.holders]
-        args += [slot.pk, *slot_meta(slot), len(by_slot[slot.pk]), *_ticket_args(by_slot[slot.pk])]
+        keys += [slot_keys_.slot, slot_keys_.free, slot_keys_.holders, slot_keys_.waitlist]
+        args += [slot.pk, *slot_meta(slot), draw_field(slot, slot.pk in drawn)]
+        args += [len(by_slot[slot.pk]), *_ticket_args(by_slot[slot.pk])]
+        wait = waitlists.get(slot.pk, [])
+        args += [len(wait) // 2, *wait]
     script("build_day")(keys=keys, args=args)
     return len(slots)
 
@@ -88,7 +111,9 @@ def sync(slot: Slot, *, rebuild: bool = False) -> SyncResult:
     """
     keys = slot_keys(slot.pk, slot.war_day)
     if not rebuild:
-        reply = script("set_quota")(keys=[keys.slot, keys.free], args=slot_meta(slot))
+        # Undrawn as far as this step knows: set_quota.lua never undoes a "done" the draw itself wrote.
+        draw = draw_field(slot, drawn=False)
+        reply = script("set_quota")(keys=[keys.slot, keys.free], args=[*slot_meta(slot), draw])
         if reply[0] == "below_issued":
             raise QuotaError.below_issued(slot.quota, reply[2])
         if reply[0] == "ok":

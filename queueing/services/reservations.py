@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from accounts.services import challenge
 from queueing.models import Ticket, new_ticket_code
-from queueing.services import bypass, catalog, clock, events, heal, store
+from queueing.services import bypass, catalog, clock, draws, events, heal, store
 from queueing.services.catalog import SlotRef
 from queueing.services.errors import ReservationError
 from queueing.services.store import datetime_to_ms, ms_to_datetime, reserve_keys, script, slot_keys
@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 PERSON_DAY = ("ticket_one_holding_per_person_day", "ticket_one_holding_per_user_day")
 SAME_SLOT = ("ticket_one_holding_per_person_slot", "ticket_one_holding_per_user_slot")
 NUMBER_TAKEN = "ticket_unique_holding_number"
+# How long past a draw slot's draw time an attempt still asks enter.lua first (which answers "after" and
+# leaves the decision to reserve.lua): covers the error of this process' estimate of Redis' clock.
+ENTRY_SCRIPT_MARGIN_MS = 2000
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,12 @@ def reserve(
         token = bypass.check(bypass_key, ref.id) if bypass_key and settings.WAR_BYPASS_ENABLED else None
         if settings.WAR_UNSAFE_TEST_PATH:
             return _reserve_unsafe(principal, ref)
-        reply = script("reserve")(
+        # A draw slot's entry window takes entries (enter.lua); from its draw time on, reserve.lua decides.
+        # Once the draw is surely past (by this process' estimate of Redis' clock), skip the entry script:
+        # after the draw an attempt on a draw slot costs one round trip, as on any slot.
+        entering = ref.is_draw and clock.estimated_now_ms() < ref.draw_ms + ENTRY_SCRIPT_MARGIN_MS
+        reply = draws.enter(principal, ref, client_ip, token, pow_proof) if entering else None
+        reply = reply or script("reserve")(
             keys=reserve_keys(ref.id, ref.day, principal.id, client_ip or "-", pow_proof and pow_proof.key),
             args=[
                 principal.id,
@@ -138,6 +146,10 @@ def reserve(
         heal.kick()
     if token is not None:
         bypass.record_use(token, principal.id, ref.id, outcome, now_ms)
+    if outcome == "entered":
+        return draws.record_entry(principal, ref, now_ms)
+    if ref.is_draw:
+        draws.refusal_after_draw(principal, ref, outcome, now_ms)
 
     if outcome == "reserved":
         number, code, remaining = int(reply[2]), reply[3], int(reply[4])
@@ -399,7 +411,11 @@ def cancel(user_id: int | None, code: str, *, reason: str = "cancel") -> Cancell
         ticket.status = Ticket.Status.CANCELLED
         ticket.cancelled_at = timezone.now()
         ticket.save(update_fields=["status", "cancelled_at"])
+        # A drawn slot's seat goes to its waiting list, in this transaction (services/draws.py).
+        promoted = draws.promote(ticket) if ticket.slot.is_draw else None
     events.ticket_cancelled(code)
+    if promoted is not None:
+        return Cancellation(code, draws.promote_in_redis(ticket, promoted))
     return Cancellation(code, release_seat(ticket, reason))
 
 

@@ -17,7 +17,7 @@ from django.utils import timezone
 from wartiket.redis_client import lua
 
 LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
-SCRIPT_NAMES = ("reserve", "release", "confirm", "set_quota", "build_day", "merge")
+SCRIPT_NAMES = ("reserve", "release", "confirm", "set_quota", "build_day", "merge", "enter", "draw_apply", "promote")
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,8 @@ class SlotKeys:
     day: str
     journal: str
     stats: str
+    waitlist: str  # draw slots: person -> waiting-list position, once drawn
+    entrants: str  # draw slots: persons who entered (war-room count; PostgreSQL holds the entries)
 
     @property
     def state(self) -> list[str]:
@@ -54,6 +56,8 @@ def slot_keys(slot_id: int, day: str) -> SlotKeys:
         day=f"{tag}:holders",
         journal=f"{tag}:journal",
         stats=f"{base}:stats",
+        waitlist=f"{base}:waitlist",
+        entrants=f"{base}:entrants",
     )
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from django.db.models import Count
 from django.utils import timezone
 
-from queueing.models import Slot, Ticket
+from queueing.models import Draw, Slot, Ticket
 from queueing.services import live, reconcile
 from queueing.services.store import datetime_to_ms, ms_to_datetime, slot_keys
 from wartiket.outages import REDIS_OUTAGES
@@ -117,6 +117,8 @@ class Sampler:
             keys = slot_keys(slot.pk, slot.war_day)
             pipe.hmget(keys.slot, "quota", "sold", "opens", "closes")
             pipe.hgetall(keys.stats)
+            pipe.scard(keys.entrants)  # draw mode: entries so far (0 for first come, first served)
+            pipe.hlen(keys.waitlist)
         pipe.hgetall(ERRORS_KEY)
         pipe.get(reconcile.LAST_CHECK_KEY)
         (seconds, micros), *rows, errors, last_check = pipe.execute()
@@ -126,10 +128,13 @@ class Sampler:
             .values_list("slot_id")
             .annotate(n=Count("id"))
         )
+        # Draw mode's figures (services/draws.py records them on the Draw row); a query only if there are draws.
+        draw_ids = [s.pk for s in slots if s.is_draw]
+        draws = {d.slot_id: d for d in Draw.objects.filter(slot_id__in=draw_ids)} if draw_ids else {}
         reading = _Reading(now_ms, {}, {k: int(v) for k, v in errors.items()})
         figures = []
         for index, slot in enumerate(slots):
-            (quota, sold, opens, closes), stats = rows[2 * index], rows[2 * index + 1]
+            (quota, sold, opens, closes), stats, entrants, waiting = rows[4 * index : 4 * index + 4]
             stats = {k: int(v) for k, v in stats.items()}
             counts = {name: stats.get(name, 0) for name in OUTCOMES}
             counts["errors"] = sum(stats.get(name, 0) for name in SLOT_ERRORS)
@@ -153,6 +158,7 @@ class Sampler:
                     ),
                     "since_open_ms": now_ms - opens_ms,
                     "counts": counts,
+                    "draw": _draw_figures(draws.get(slot.pk), entrants, waiting) if slot.is_draw else None,
                 }
             )
         before = self._reading_before(now_ms - RATE_WINDOW_MS)
@@ -180,6 +186,18 @@ class Sampler:
             if reading.at_ms <= at_ms:
                 chosen = reading
         return chosen or (self.history[0] if self.history else None)
+
+
+def _draw_figures(draw: Draw | None, entrants: int, waiting: int) -> dict:
+    """Entrants (Redis, live), the waiting list, and once drawn how long it took and how late it finished."""
+    drawn = draw is not None and draw.is_drawn
+    return {
+        "entrants": draw.entrants if drawn else entrants,
+        "waiting": waiting,
+        "drawn": drawn,
+        "duration_ms": draw.duration_ms if drawn else None,
+        "draw_at_to_committed_ms": draw.lag_ms if drawn else None,
+    }
 
 
 def consistency(raw: str | None, now_ms: int) -> dict:

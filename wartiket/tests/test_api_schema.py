@@ -7,6 +7,7 @@ Limited examples per operation so the test stays well under a minute; generated 
 
 from __future__ import annotations
 
+import datetime
 import re
 
 import pytest
@@ -75,6 +76,10 @@ def test_the_live_api_answers_as_its_schema_says():
     buyer, second_buyer = make_user(password="antre-dulu-2026"), make_user()
     slot = make_slot(quota_size=5)
     assert token_client(buyer).post("/api/war", war_body(slot), format="json").status_code == 201
+    # A draw slot in its entry window, another day: entries (202) and its public record.
+    draw = make_slot(
+        quota_size=5, opens_in=60, label="11:00", date=slot.date + datetime.timedelta(days=1), allocation="draw"
+    )
     headers = {"Authorization": f"Token {ApiToken.issue(buyer)}"}
     second = {"Authorization": f"Token {ApiToken.issue(second_buyer)}"}
 
@@ -93,7 +98,7 @@ def test_the_live_api_answers_as_its_schema_says():
             statuses.append(response.status_code)
 
         operations = [result.ok() for result in schema.get_all_operations()]
-        assert len(operations) == 8
+        assert len(operations) == 9
         for operation in operations:
             # Negative data needs something to make invalid: a body, a path or query parameter (the security
             # schemes' header and cookie are not generated).
@@ -109,3 +114,8 @@ def test_the_live_api_answers_as_its_schema_says():
         run_cases(
             war.as_strategy(body=war_body(slot)), lambda c: validated(c, second), examples=3, label="war: 201/200"
         )
+        entry = war.as_strategy(body=war_body(draw, date=draw.date.isoformat()))
+        run_cases(entry, lambda c: validated(c, second), examples=2, label="war: 202 entered")
+        assert 202 in statuses
+        record = schema["/api/slots/{slot_id}/draw"]["GET"].as_strategy(path_parameters={"slot_id": draw.pk})
+        run_cases(record, validated, examples=1, label="draw: 200")

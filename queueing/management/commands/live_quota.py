@@ -7,7 +7,7 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from queueing.services import heal
+from queueing.services import draws, heal
 from queueing.services.live import Broadcaster, Chore
 
 
@@ -23,6 +23,21 @@ def chores() -> list[Chore]:
     ]
 
 
+# Draw mode: a draw slot whose draw_at has come is drawn within about this long (Redis only, no PostgreSQL,
+# until one is due). Its own loop: the broadcast loop ticks every 250 ms and a heal can hold it longer.
+DRAW_CHECK_SECONDS = 0.1
+
+
+async def draw_loop(stop: asyncio.Event) -> None:
+    chore = Chore(DRAW_CHECK_SECONDS, draws.periodic)
+    while not stop.is_set():
+        await chore.run_if_due()
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=DRAW_CHECK_SECONDS)
+        except TimeoutError:
+            pass
+
+
 class Command(BaseCommand):
     help = (
         "Push live remaining quota to open war pages: every --interval-ms, read every slot's counters from "
@@ -33,7 +48,7 @@ class Command(BaseCommand):
         "outage starts and one when it ends, retries at growing intervals of up to 5 s, and then sends what "
         "changed meanwhile. Also self-heals Redis: every second it checks that Redis' state was built on this "
         "Redis server (else rebuilds it from PostgreSQL) and every 5 s applies slot edits that never reached "
-        "Redis. Stops cleanly on SIGTERM/Ctrl-C."
+        "Redis. Draws draw slots whose draw time has come (checked every 100 ms). Stops cleanly on SIGTERM/Ctrl-C."
     )
 
     def add_arguments(self, parser):
@@ -70,4 +85,9 @@ class Command(BaseCommand):
             loop.add_signal_handler(signum, stop.set)
         self.stdout.write(f"live_quota: pushing changed slots every {interval * 1000:.0f} ms (Ctrl-C stops)")
         self.stdout.flush()
-        return await Broadcaster().run(stop, interval=interval, chores=chores())
+        drawer = asyncio.create_task(draw_loop(stop))
+        try:
+            return await Broadcaster().run(stop, interval=interval, chores=chores())
+        finally:
+            stop.set()
+            await drawer
