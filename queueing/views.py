@@ -107,6 +107,8 @@ def war(request, slot_id: int):
         "time_zone": settings.TIME_ZONE,
         "icon": static("img/icon-192.png"),
         "dev_controls": settings.DEBUG,
+        # Draw mode: the entry window, the draw time and the buyer's entry (war.js's draw views).
+        "draw": page.draw.config() if page.draw else None,
         # Proof of work (static/js/war-proof.js): solved during the countdown when the slot asks for one.
         "challenge": {
             "required": slot.challenge != Challenge.OFF,
@@ -125,6 +127,7 @@ def war(request, slot_id: int):
             "hint": hints.get(page.phase, ""),
             "guest_hint": guest_hints.get(page.phase, ""),
             "config": config,
+            "draw": page.draw,
             "war_requires_nik": settings.WAR_REQUIRE_NIK,
             "dev_controls": settings.DEBUG,
             "dev_failure_codes": DEV_FAILURE_CODES,
@@ -215,4 +218,17 @@ def _war_strings(slot: Slot) -> dict[str, str]:
         "alert_success_title": _("Berhasil! Nomor antrean %(n)s"),
         "alert_success_body": _("Buka halaman untuk melihat kode tiket Anda."),
         "alert_failure_title": _("Belum dapat nomor"),
+        # Draw mode (war.js): the entry window, the entry, the draw and its result.
+        "entry_opens_in": _("Pendaftaran undian dibuka dalam"),
+        "entry_open": _("Pendaftaran undian dibuka. Semua yang mendaftar sebelum undian punya peluang sama."),
+        "enter": _("Ikut Undian"),
+        "entering": _("Mendaftarkan…"),
+        "drawing": _("Undian sedang ditarik…"),
+        "draw_in": _("Undian ditarik dalam"),
+        "draw_now": _("Mengundi… hasilnya muncul di sini sebentar lagi."),
+        "hint_entry_upcoming": _("Tombol aktif saat pendaftaran dibuka. Mendaftar lebih awal tidak menambah peluang."),
+        "hint_entry_open": _("Satu klik sudah cukup. Urutan ditentukan undian, bukan kecepatan."),
+        "hint_drawing": _("Pendaftaran sudah ditutup; hasil undian segera keluar."),
+        "alert_entered_title": _("Anda terdaftar dalam undian"),
+        "alert_waitlist_title": _("Daftar tunggu nomor %(n)s"),
     }

@@ -17,8 +17,8 @@ import pytest
 from accounts.models import User
 from accounts.services.identity import Principal
 from accounts.validators import make_nik
-from queueing.models import Challenge, Slot, Ticket
-from queueing.services import clock, reservations
+from queueing.models import Allocation, Challenge, Draw, DrawEntry, Slot, Ticket
+from queueing.services import clock, draws, reservations
 from queueing.services.store import pow_key
 from tests.browser import (
     DESKTOP,
@@ -352,3 +352,62 @@ def test_cancelling_a_ticket_asks_for_confirmation_first(site, browser, recorder
         assert Ticket.objects.get(code=held.code).status == "cancelled"
         assert page.locator(".alert-success").is_visible()
         recorder.shot("cancelled", page)
+
+
+def test_a_buyer_enters_a_draw_war_sees_registered_then_the_waiting_list_then_a_promotion_and_verifies_it(
+    site, browser, recorder
+):
+    """Draw mode as a buyer lives it: proof solved in the background, "terdaftar", the result arriving by itself.
+
+    The slot's secret seed is replaced (before the draw, as only a test may) by one that puts this buyer
+    second of two for one seat, so the waiting list and the promotion after a cancel are both seen.
+    """
+    now = clock.redis_now()
+    slot = make_slot(quota_size=1, opens_in=3600)
+    slot.allocation, slot.challenge, slot.draw_grace_seconds = Allocation.DRAW, Challenge.ON, 1
+    slot.war_opens_at = now + datetime.timedelta(seconds=12)  # entries open 15 min before: open now
+    slot.save()  # Redis, the catalog and the Draw row (its commitment) follow after the commit
+    buyer = make_user(email="dewi.draw@example.com")
+    with phone_page(browser, site, recorder, user=buyer) as page, recorder.on_failure():
+        war_posts = []
+        page.on("request", lambda r: war_posts.append(r) if r.url.endswith("/api/war") else None)
+        page.goto(f"{site}/war/{slot.pk}/")
+        poll(lambda: is_live(page), message="the live socket")
+        page.wait_for_function("() => document.getElementById('war').dataset.proof === 'ready'", timeout=30000)
+        assert page.locator("#war").get_attribute("data-draw") == "entry_open"
+        assert not page.locator("#take").is_disabled()
+        recorder.shot("draw-window", page)
+
+        page.click("#take")
+        page.locator("#panel-entered").wait_for(state="visible", timeout=15000)
+        entry = DrawEntry.objects.get(slot=slot, user=buyer)
+        assert text(page, "#entry-pseudonym") == entry.pseudonym
+        assert "x-altcha" in war_posts[0].headers
+        recorder.shot("entered", page)
+
+        # A second entrant, then a seed that draws the buyer second (test-only: the seed is secret).
+        [other] = buyers(1, start=500)
+        reservations.reserve(other, slot.location.slug, slot.time_label, slot.date, client_ip="10.1.1.1")
+        names = list(DrawEntry.objects.filter(slot=slot).values_list("pseudonym", flat=True))
+        seed = next(s for s in (f"{i:064x}" for i in range(1000)) if draws.draw_order(s, names)[1] == entry.pseudonym)
+        Draw.objects.filter(slot=slot).update(seed=seed, commitment=draws.commitment_of(seed))
+
+        poll(lambda: clock.redis_now() >= slot.draw_at, timeout=30, message="the draw time")
+        draws.run_draw(slot.pk)
+        page.locator("#panel-waitlist").wait_for(state="visible", timeout=15000)
+        assert text(page, "#waitlist-position") == "1"
+        recorder.shot("waitlist", page)
+
+        # The winner cancels: the seat goes to the first on the waiting list, and the page says so by itself.
+        winner = Ticket.objects.get(slot=slot, status=Ticket.Status.ACTIVE)
+        reservations.cancel(winner.user_id, winner.code)
+        page.locator("#panel-success").wait_for(state="visible", timeout=20000)
+        promoted = Ticket.objects.get(slot=slot, user=buyer, status=Ticket.Status.ACTIVE)
+        assert text(page, "#queue-number") == str(promoted.queue_number) == "1"
+        recorder.shot("promoted", page)
+
+        # The public record: the seed revealed, the buyer's pseudonym listed, the snippet to check it.
+        page.goto(f"{site}/draw/{slot.pk}/")
+        body = page.locator("body").inner_text()
+        assert seed in body and entry.pseudonym in body and "hmac" in body
+        recorder.shot("record", page)

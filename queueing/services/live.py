@@ -73,6 +73,9 @@ class LiveState:
     opens_ms: int
     closes_ms: int
     server_ms: int
+    # Draw mode: whether the draw's result is in Redis (the page then asks for its own result); None for
+    # first-come slots.
+    drawn: bool | None = None
 
     @property
     def state(self) -> str:
@@ -95,6 +98,7 @@ class LiveState:
             "opens_ms": self.opens_ms,
             "closes_at": ms_to_datetime(self.closes_ms).isoformat(),
             "closes_ms": self.closes_ms,
+            "drawn": self.drawn,
         }
 
 
@@ -104,11 +108,11 @@ def read_states(refs: Iterable[SlotRef]) -> dict[int, LiveState]:
     pipe = get_redis().pipeline(transaction=False)
     pipe.time()
     for ref in refs:
-        pipe.hmget(slot_keys(ref.id, ref.day).slot, "quota", "sold", "ver", "opens", "closes")
+        pipe.hmget(slot_keys(ref.id, ref.day).slot, "quota", "sold", "ver", "opens", "closes", "draw")
     (seconds, micros), *rows = pipe.execute()
     now_ms = seconds * 1000 + micros // 1000
     states = {}
-    for ref, (quota, sold, ver, opens, closes) in zip(refs, rows, strict=True):
+    for ref, (quota, sold, ver, opens, closes, draw) in zip(refs, rows, strict=True):
         states[ref.id] = LiveState(
             slot_id=ref.id,
             quota=None if quota is None else int(quota),
@@ -118,6 +122,7 @@ def read_states(refs: Iterable[SlotRef]) -> dict[int, LiveState]:
             opens_ms=int(opens) if opens else ref.opens_ms,
             closes_ms=int(closes) if closes else ref.closes_ms,
             server_ms=now_ms,
+            drawn=(draw == "done") if ref.is_draw else None,
         )
     return states
 

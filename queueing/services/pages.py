@@ -19,9 +19,10 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 
 from accounts.models import User
-from queueing.models import Location, Slot, Ticket
-from queueing.services import catalog, clock, live
+from queueing.models import DrawEntry, Location, Slot, Ticket
+from queueing.services import catalog, clock, draws, live
 from queueing.services.errors import ERRORS
+from queueing.services.store import datetime_to_ms
 from wartiket import qr
 
 HOME_SLOTS_PER_LOCATION = 3
@@ -135,6 +136,43 @@ OTHER_SLOTS_READ = 30
 
 
 @dataclass(frozen=True)
+class DrawPanel:
+    """What the war page of a draw slot shows besides the live state: the window, the draw, your entry."""
+
+    entry_opens_at: datetime.datetime
+    draw_at: datetime.datetime
+    commitment: str
+    drawn: bool
+    entry: DrawEntry | None
+
+    def config(self) -> dict:
+        """For war.js: times in epoch ms (its clock is the server's), the entry as far as the page needs it."""
+        entry = self.entry
+        return {
+            "entry_opens_ms": datetime_to_ms(self.entry_opens_at),
+            "draw_ms": datetime_to_ms(self.draw_at),
+            "commitment": self.commitment,
+            "entry": None
+            if entry is None
+            else {
+                "pseudonym": entry.pseudonym,
+                "outcome": entry.outcome,
+                "waitlist_position": entry.waitlist_position,
+            },
+        }
+
+
+def draw_panel(slot: Slot, user: User | AnonymousUser) -> DrawPanel | None:
+    if not slot.is_draw:
+        return None
+    draw = draws.ensure_draw(slot.pk)
+    entry = None
+    if user.is_authenticated:
+        entry = DrawEntry.objects.filter(slot=slot, user=user).first()
+    return DrawPanel(slot.entry_opens_at, slot.draw_at, draw.commitment, draw.is_drawn, entry)
+
+
+@dataclass(frozen=True)
 class WarPage:
     card: SlotCard
     # The buyer's holding ticket for this slot, if any.
@@ -146,6 +184,8 @@ class WarPage:
     # Other slots at this location or on this day whose war is open with seats or still to come: where a
     # buyer goes when this one is sold out or closed.
     other_slots: list[SlotCard]
+    # Draw mode: the slot's draw and the buyer's entry in it (None for first-come slots).
+    draw: DrawPanel | None = None
 
     @property
     def phase(self) -> str:
@@ -185,7 +225,7 @@ def war_page(slot: Slot, user: User | AnonymousUser) -> WarPage:
                 other = held
     # Only a ticket issued under the one-per-day rule counts against the day, and only while the rule is on.
     blocked = bool(ticket is None and other is not None and other.one_per_day and settings.WAR_ONE_PER_DAY)
-    return WarPage(card, ticket, other, blocked, alternatives)
+    return WarPage(card, ticket, other, blocked, alternatives, draw_panel(slot, user))
 
 
 def war_hints() -> dict[str, str]:

@@ -27,7 +27,7 @@ from accounts.validators import make_nik
 from notifications.models import Notification, TelegramLink
 from notifications.services import messages, notify
 from queueing import tasks
-from queueing.models import Allocation, Draw, DrawEntry, Location, Slot, Ticket
+from queueing.models import Allocation, Challenge, Draw, DrawEntry, Location, Slot, Ticket
 from queueing.services import catalog, clock, draws, events, heal, quota, reservations, warroom
 from queueing.services.errors import ReservationError
 from queueing.services.store import slot_keys
@@ -35,6 +35,7 @@ from queueing.tests.test_crash import post_war
 from tests.browser import live_quota_process
 from tests.factory import make_slot, make_user, token_client, war_body
 from tests.live import ROOT, gunicorn_server, poll, server_env
+from tests.pow import solve
 from wartiket.redis_client import get_redis, reset_redis
 
 pytestmark = pytest.mark.django_db
@@ -603,11 +604,14 @@ def test_seed_demo_adds_a_draw_war_taking_entries_and_keeps_the_readme_war_first
     assert f"/draw/{draw_war.pk}/" in out.getvalue()
     assert not Slot.objects.filter(location__slug="graha-dipta", allocation="draw").exists()
     assert Draw.objects.filter(slot=draw_war, drawn_at__isnull=True).exists()
-    entry = token_client(make_user()).post(
-        "/api/war",
-        {"location_id": "setiabudi-one", "time_slot": "13:00", "date": draw_war.date.isoformat()},
-        format="json",
-    )
+    client = token_client(make_user())
+    body = {"location_id": "setiabudi-one", "time_slot": "13:00", "date": draw_war.date.isoformat()}
+    # The demo draw war asks for a proof of work; the README's first-come war does not.
+    assert draw_war.challenge == Challenge.ON
+    assert not Slot.objects.filter(location__slug="graha-dipta", time_label="10:00").exclude(challenge="off").exists()
+    assert client.post("/api/war", body, format="json").json()["code"] == "challenge_required"
+    proof = solve(client.get(f"/api/challenge?slot={draw_war.pk}").json())
+    entry = client.post("/api/war", body, format="json", HTTP_X_ALTCHA=proof)
     assert (entry.status_code, entry.json()["code"]) == (202, "entered")
     call_command("seed_demo", stdout=io.StringIO())  # idempotent: still one draw war, still undrawn
     assert Slot.objects.filter(allocation="draw").count() == 1
@@ -770,3 +774,32 @@ def test_entry_refusals_make_zero_postgresql_queries(django_assert_num_queries, 
     enter(principal, slot)
     with django_assert_num_queries(0):
         assert refusal(principal, slot).code == "rate_limited"
+
+
+def test_a_draw_entry_on_a_challenge_slot_spends_its_proof_once_and_one_after_the_draw_reaches_reserve():
+    """Entries pay the slot's proof of work like war attempts: one solution, one attempt (enter.lua spends it).
+
+    The entry script hands an attempt at or after the draw time on to reserve.lua unspent: otherwise the
+    first attempt after the draw would be refused as a replay of itself.
+    """
+    slot = draw_slot(quota_size=1)
+    Slot.objects.filter(pk=slot.pk).update(challenge=Challenge.ON)
+    catalog.rebuild()
+    client = token_client(make_user())
+
+    def proof() -> str:
+        return solve(client.get(f"/api/challenge?slot={slot.pk}").json())
+
+    assert client.post("/api/war", war_body(slot), format="json").json()["code"] == "challenge_required"
+    assert not DrawEntry.objects.filter(slot=slot).exists()
+    first = proof()
+    entered = client.post("/api/war", war_body(slot), format="json", HTTP_X_ALTCHA=first)
+    assert (entered.status_code, entered.json()["code"]) == (202, "entered")
+    replay = client.post("/api/war", war_body(slot), format="json", HTTP_X_ALTCHA=first)
+    assert (replay.status_code, replay.json()["code"]) == (403, "challenge_invalid")
+
+    reach_draw_time(slot)
+    draws.run_draw(slot.pk)
+    result = client.post("/api/war", war_body(slot), format="json", HTTP_X_ALTCHA=proof())
+    assert (result.status_code, result.json()["code"]) == (200, "already_reserved"), result.json()
+    assert result.json()["ticket"]["queue_number"] == 1

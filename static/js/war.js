@@ -47,6 +47,12 @@ const el = {
   hint: $("take-hint"),
   guestHint: $("guest-hint-tail"),
   otherSlots: $("other-slots"),
+  panelEntered: $("panel-entered"),
+  panelWaitlist: $("panel-waitlist"),
+  drawCountdown: $("draw-countdown"),
+  drawCountdownLabel: $("draw-countdown-label"),
+  entryPseudonym: $("entry-pseudonym"),
+  waitlistPosition: $("waitlist-position"),
 };
 
 const live = {
@@ -55,8 +61,12 @@ const live = {
   version: cfg.state.version,
   opens: cfg.state.opens_ms,
   closes: cfg.state.closes_ms,
+  drawn: cfg.state.drawn, // draw mode: the draw's result is in Redis (null on first-come slots)
 };
-let view = cfg.ticket ? "success" : "live";
+// Draw mode: the buyer's entry ({pseudonym, outcome, waitlist_position}) once entered, else null.
+const draw = cfg.draw;
+let entry = draw ? draw.entry : null;
+let view = cfg.ticket ? "success" : entry ? (entry.outcome === "waiting" ? "waitlist" : "entered") : "live";
 let inFlight = false;
 let retryAt = 0; // performance.now() before which a retry is refused (rate limited / busy)
 let failure = null; // {code, retryAt, link}
@@ -75,8 +85,11 @@ function apply(msg) {
   live.quota = msg.quota === null ? live.quota : msg.quota;
   live.opens = msg.opens_ms;
   live.closes = msg.closes_ms;
+  if (msg.drawn !== undefined) live.drawn = msg.drawn;
+  if (view === "waitlist") slotChanged = true;
   scheduleOpening();
   render();
+  askResultIfDue();
   return true;
 }
 
@@ -333,6 +346,11 @@ function render() {
   show(el.panelLive, view === "live" || view === "loading");
   show(el.panelSuccess, view === "success");
   show(el.panelFailure, view === "failure");
+  show(el.panelEntered, view === "entered");
+  show(el.panelWaitlist, view === "waitlist");
+  const dphase = drawPhase(now);
+  el.war.dataset.draw = dphase || "";
+  if (view === "entered") renderEntered(now);
 
   // What the panel says follows the state: holding another ticket that day outranks everything, and
   // a sold-out war past its close is simply closed (no cancelled seat comes back any more).
@@ -340,16 +358,23 @@ function render() {
   if (panel === "sold_out" && now !== null && now >= live.closes && !(dev.on && dev.phase)) panel = "closed";
   el.war.dataset.panel = panel;
 
-  const opens = dev.on && dev.opens ? dev.opens : live.opens;
-  show(el.countdownBox, phase === "upcoming");
-  show(el.openMessage, panel === "open" && view === "live");
+  const opens = dev.on && dev.opens ? dev.opens : dphase === "entry_upcoming" ? draw.entry_opens_ms : live.opens;
+  show(el.countdownBox, dphase ? dphase === "entry_upcoming" : phase === "upcoming");
+  show(el.openMessage, (dphase ? dphase === "entry_open" : panel === "open") && view === "live");
+  if (draw) {
+    el.countdownLabel.textContent = dphase === "entry_upcoming" ? S.entry_opens_in : S.opens_in;
+    el.openMessage.textContent = dphase === "entry_open" ? S.entry_open : S.open;
+  }
   show(el.otherSlots, panel === "sold_out" || panel === "closed");
-  if (el.hint && !cfg.blocked && el.hint.dataset.hint !== panel && cfg.hints[panel]) {
+  if (el.hint && !cfg.blocked && dphase && el.hint.dataset.hint !== dphase) {
+    el.hint.dataset.hint = dphase;
+    el.hint.textContent = S[`hint_${dphase}`];
+  } else if (el.hint && !cfg.blocked && !dphase && el.hint.dataset.hint !== panel && cfg.hints[panel]) {
     el.hint.dataset.hint = panel;
     el.hint.textContent = cfg.hints[panel];
   }
   if (el.guestHint && cfg.guest_hints[panel]) el.guestHint.textContent = cfg.guest_hints[panel];
-  if (phase === "upcoming") {
+  if (phase === "upcoming" || dphase === "entry_upcoming") {
     el.countdown.textContent = now === null ? "--:--" : formatDuration(opens - now, S.days);
     if (opens !== shownOpens) {
       // Staff moved the opening time: say the new one (the server rendered the first).
@@ -361,9 +386,11 @@ function render() {
   if (el.take) {
     const loading = view === "loading";
     const waiting = retryAt > performance.now();
-    el.take.disabled = loading || inFlight || waiting || panel !== "open";
+    el.take.disabled = loading || inFlight || waiting || (dphase ? dphase !== "entry_open" : panel !== "open");
     show(el.takeSpinner, loading);
-    if (loading) el.takeLabel.textContent = S.taking;
+    if (loading) el.takeLabel.textContent = dphase ? S.entering : S.taking;
+    else if (dphase === "drawing") el.takeLabel.textContent = S.drawing;
+    else if (dphase) el.takeLabel.textContent = waiting ? S.retry_in.replace("%(n)s", Math.ceil((retryAt - performance.now()) / 1000)) : S.enter;
     else if (panel === "one_per_day") el.takeLabel.textContent = S.blocked;
     else if (panel === "sold_out") el.takeLabel.textContent = S.sold_out;
     else if (panel === "closed") el.takeLabel.textContent = S.closed;
@@ -373,6 +400,60 @@ function render() {
 
   if (view === "failure" && failure) renderFailureRetry();
 }
+
+// --- Draw mode: enter in the window, wait for the draw, then the result arrives by itself ------------
+
+/* Where a draw slot stands for a buyer who has not entered (null: first come, first served decides,
+ * on first-come slots and on draw slots once drawn). */
+function drawPhase(now) {
+  if (!draw || live.drawn || now === null || (dev.on && dev.phase)) return null;
+  if (now < draw.entry_opens_ms) return "entry_upcoming";
+  if (now < draw.draw_ms) return "entry_open";
+  return "drawing";
+}
+
+function renderEntered(now) {
+  el.entryPseudonym.textContent = entry ? entry.pseudonym : "";
+  const before = now !== null && now < draw.draw_ms;
+  el.drawCountdownLabel.textContent = before ? S.draw_in : S.draw_now;
+  show(el.drawCountdown, before);
+  if (before) el.drawCountdown.textContent = formatDuration(draw.draw_ms - now, S.days);
+}
+
+function entered(newEntry) {
+  entry = { pseudonym: newEntry.pseudonym, outcome: "pending", waitlist_position: null };
+  view = "entered";
+  alerts.fire(S.alert_entered_title, newEntry.pseudonym);
+  render();
+}
+
+function waitlisted(body) {
+  entry = { ...(entry || {}), outcome: "waiting", waitlist_position: body.waitlist_position };
+  view = "waitlist";
+  el.waitlistPosition.textContent = String(body.waitlist_position);
+  render();
+}
+
+// An entrant learns the result by asking the war endpoint again (the same request as the entry): once
+// the draw is in Redis, and on a waiting list whenever the slot changes (a cancelled seat may be theirs).
+let resultTimer = null;
+let lastAsked = 0;
+let slotChanged = false; // on a waiting list: the slot changed since the last ask
+
+function askResultIfDue() {
+  if (!draw || !live.drawn || inFlight || resultTimer !== null) return;
+  if (view !== "entered" && !(view === "waitlist" && slotChanged)) return;
+  // At most one ask per 5 s from a waiting list, however often the count moves.
+  const wait = Math.max(0, lastAsked + (view === "waitlist" ? 5000 : 0) - performance.now());
+  resultTimer = setTimeout(() => {
+    resultTimer = null;
+    slotChanged = false;
+    lastAsked = performance.now();
+    take({ quiet: true });
+  }, wait + Math.random() * 300); // spread a crowd's result requests over a few hundred ms
+}
+
+if (view === "waitlist") el.waitlistPosition.textContent = String(entry.waitlist_position);
 
 // --- Proof of work (war-proof.js): solved during the countdown, one per attempt ----------------------
 
@@ -397,11 +478,12 @@ function csrfToken() {
   return match ? decodeURIComponent(match[1]) : "";
 }
 
-async function take() {
+async function take({ quiet = false } = {}) {
   // Disabled synchronously, before anything else: a double click sends one request.
   if (inFlight) return;
   inFlight = true;
-  view = "loading";
+  // A result check (draw mode) keeps its panel; only a click shows the spinner.
+  if (!quiet) view = "loading";
   render();
   if (dev.on) return; // Dev Controls never call the backend.
   const headers = { "Content-Type": "application/json", "X-CSRFToken": csrfToken() };
@@ -431,7 +513,17 @@ async function take() {
               // Fresher than the last push; the next versioned message confirms or corrects it.
               live.remaining = body.remaining;
             }
-            succeed(body.ticket, response.status === 200);
+            succeed(body.ticket, response.status === 200 && !quiet);
+          } else if (response.status === 202 && body.entry) {
+            entered(body.entry);
+          } else if (body.code === "not_drawn") {
+            if (view !== "waitlist") alerts.fire(S.alert_waitlist_title.replace("%(n)s", body.waitlist_position), "");
+            waitlisted(body);
+          } else if (quiet && [429, 503].includes(response.status)) {
+            // The draw is not in Redis yet, or the server is busy: ask again after Retry-After.
+            const retry = Number(response.headers.get("Retry-After")) || 1;
+            lastAsked = performance.now() + retry * 1000;
+            slotChanged = true;
           } else {
             const retry = Number(response.headers.get("Retry-After")) || null;
             const code = body.code || (response.status >= 500 ? "unavailable" : "invalid");
@@ -442,10 +534,15 @@ async function take() {
         }),
     )
     .catch(() => {
-      fail("network", {}, 2);
+      if (quiet) {
+        lastAsked = performance.now() + 2000;
+        slotChanged = true;
+      }
+      else fail("network", {}, 2);
     })
     .then(() => {
       inFlight = false;
+      askResultIfDue();
       // Each solution buys one attempt: solve the next now, while the buyer reads the answer.
       if (prover && needProof && view !== "success") prover.prepare();
       render();
@@ -583,6 +680,7 @@ connect();
 if (prover && needProof && !cfg.ticket && !cfg.blocked) prover.prepare();
 // Fine-grained so the button enables within a tenth of a second of the server's opening time.
 setInterval(render, 100);
+askResultIfDue(); // an entrant who reloads after the draw hears the result at once
 document.addEventListener("visibilitychange", () => {
   if (document.visibilityState === "visible" && !socket) poll();
 });
