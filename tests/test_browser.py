@@ -13,6 +13,7 @@ import json
 import re
 
 import pytest
+from rest_framework.test import APIClient
 
 from accounts.models import User
 from accounts.services.identity import Principal
@@ -29,6 +30,7 @@ from tests.browser import (
 )
 from tests.factory import make_slot, make_user
 from tests.live import poll
+from tests.pow import solve
 from wartiket.redis_client import get_redis
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -387,7 +389,8 @@ def test_a_buyer_enters_a_draw_war_sees_registered_then_the_waiting_list_then_a_
 
         # A second entrant, then a seed that draws the buyer second (test-only: the seed is secret).
         [other] = buyers(1, start=500)
-        reservations.reserve(other, slot.location.slug, slot.time_label, slot.date, client_ip="10.1.1.1")
+        proof = solve(APIClient().get(f"/api/challenge?slot={slot.pk}").json())
+        reservations.reserve(other, slot.location.slug, slot.time_label, slot.date, client_ip="10.1.1.1", proof=proof)
         names = list(DrawEntry.objects.filter(slot=slot).values_list("pseudonym", flat=True))
         seed = next(s for s in (f"{i:064x}" for i in range(1000)) if draws.draw_order(s, names)[1] == entry.pseudonym)
         Draw.objects.filter(slot=slot).update(seed=seed, commitment=draws.commitment_of(seed))
