@@ -20,6 +20,7 @@ def abuse_page(request):
         "staff/abuse.html",
         {
             "by_ip": abuse.registrations_by_ip(),
+            "entries_by_ip": abuse.entries_by_ip(),
             "phones": abuse.shared_phones(),
             "people": abuse.shared_name_and_birth_date(),
             "may_disable": request.user.has_perm("accounts.change_user"),

@@ -11,7 +11,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from queueing.models import BypassToken, BypassUse, Draw, Location, Slot, Ticket
+from queueing.models import BypassToken, BypassUse, Draw, DrawEntry, Location, Slot, Ticket
 from queueing.services import bypass, draws, quota, reservations, slots
 from queueing.services.errors import ReservationError
 
@@ -273,4 +273,23 @@ class BypassUseAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(DrawEntry)
+class DrawEntryAdmin(admin.ModelAdmin):
+    """Entries are made by buyers and decided by the draw (services/draws.py): staff look, never edit."""
+
+    list_display = ["pseudonym", "slot", "outcome", "position", "waitlist_position", "user", "client_ip", "entered_at"]
+    list_filter = ["outcome", "slot__date"]
+    search_fields = ["pseudonym", "client_ip", "user__email"]
+    list_select_related = ["slot", "slot__location", "user"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False

@@ -388,6 +388,7 @@ class DrawEntry(models.Model):
         WAITING = "waiting", _("daftar tunggu")
         PROMOTED = "promoted", _("naik dari daftar tunggu")
         SKIPPED = "skipped", _("dilewati (sudah punya tiket hari itu)")
+        WITHDRAWN = "withdrawn", _("ditarik (akun dinonaktifkan staf)")
 
     slot = models.ForeignKey(Slot, on_delete=models.CASCADE, related_name="draw_entries", verbose_name=_("slot"))
     user = models.ForeignKey(
@@ -397,7 +398,9 @@ class DrawEntry(models.Model):
     # Public per-slot alias of the person (services/draws.py ``pseudonym``): the draw orders by it.
     pseudonym = models.CharField(_("nama samaran"), max_length=16)
     entered_at = models.DateTimeField(_("mendaftar pada"), help_text=_("Jam Redis"))
-    outcome = models.CharField(_("hasil"), max_length=8, choices=Outcome.choices, default=Outcome.PENDING)
+    # Staff's abuse signals count entries per address (accounts/services/abuse.py); never published.
+    client_ip = models.GenericIPAddressField(_("alamat IP"), null=True, blank=True)
+    outcome = models.CharField(_("hasil"), max_length=10, choices=Outcome.choices, default=Outcome.PENDING)
     position = models.PositiveIntegerField(_("urutan undian"), null=True, blank=True)
     waitlist_position = models.PositiveIntegerField(_("posisi daftar tunggu"), null=True, blank=True)
     ticket = models.ForeignKey(Ticket, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

@@ -8,9 +8,12 @@ The signals are plain PostgreSQL aggregates over accounts, for the staff page ``
   40 to the day, see ``accounts.validators``): a person inventing NIKs for extra accounts keeps their own
   name and birthday and changes the serial.
 
-War attempts per address are not listed: the reservation script keeps per-address attempts only as
-fixed-window rate counters that expire with their window, and its per-slot statistics count outcomes, not
-addresses.
+- draw entries per client address and slot (``DrawEntry.client_ip``): one address entering many
+  accounts into one draw.
+
+First-come war attempts per address are not listed: the reservation script keeps per-address attempts
+only as fixed-window rate counters that expire with their window, and its per-slot statistics count
+outcomes, not addresses.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.services import identity
-from queueing.models import Ticket
-from queueing.services import reservations
+from queueing.models import DrawEntry, Ticket
+from queueing.services import draws, reservations
 from queueing.services.errors import ReservationError
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,17 @@ def registrations_by_ip(*, since: datetime.datetime | None = None, limit: int = 
         .values("registered_ip", "hour")
         .annotate(accounts=Count("id"))
         .order_by("-accounts", "-hour", "registered_ip")[:limit]
+    )
+
+
+def entries_by_ip(*, since: datetime.datetime | None = None, limit: int = 20) -> list[dict]:
+    """The busiest (address, draw slot) pairs of draw entries since ``since`` (default: the last 2 days)."""
+    since = since or timezone.now() - datetime.timedelta(days=2)
+    return list(
+        DrawEntry.objects.filter(entered_at__gte=since, client_ip__isnull=False)
+        .values("client_ip", "slot_id", "slot__location__name", "slot__date", "slot__time_label")
+        .annotate(entries=Count("id"))
+        .order_by("-entries", "client_ip")[:limit]
     )
 
 
@@ -103,7 +117,8 @@ def shared_name_and_birth_date(*, limit: int = 50) -> list[Group]:
 
 
 def disable(user: User, *, by: User | None = None) -> list[str]:
-    """Switch ``user`` off now: no login, no token, no war attempt; their active tickets are cancelled.
+    """Switch ``user`` off now: no login, no token, no war attempt; their draw entries are withdrawn and
+    their active tickets cancelled.
 
     Order matters. The account is deactivated and its cached identity dropped first, so the war endpoint
     (which trusts the Redis copy) refuses its next attempt; then each active ticket is cancelled through the
@@ -114,6 +129,7 @@ def disable(user: User, *, by: User | None = None) -> list[str]:
         User.objects.filter(pk=user.pk).update(is_active=False)
     user.is_active = False
     identity.forget_user(user)
+    draws.withdraw_entries(user.pk)
     cancelled = []
     codes = Ticket.objects.filter(user_id=user.pk, status=Ticket.Status.ACTIVE).values_list("code", flat=True)
     for code in list(codes):

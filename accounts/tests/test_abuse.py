@@ -10,10 +10,13 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from accounts.models import ApiToken, User
+from accounts.services import abuse
 from accounts.validators import make_nik
-from queueing.models import Ticket
-from queueing.services import quota
+from queueing.models import Allocation, DrawEntry, Slot, Ticket
+from queueing.services import catalog, clock, draws, quota
+from queueing.services.store import slot_keys
 from tests.factory import make_slot, make_user, war_body
+from wartiket.redis_client import get_redis
 
 pytestmark = pytest.mark.django_db
 
@@ -108,3 +111,58 @@ def test_the_admin_action_disables_the_selected_accounts_the_same_way():
     assert User.objects.get(pk=keep.pk).is_active
     assert quota.remaining_for([slot]) == {slot.pk: 2}
     assert not Ticket.objects.filter(status="active").exists()
+
+
+def draw_war(quota_size: int) -> Slot:
+    slot = make_slot(quota_size=quota_size, opens_in=120)
+    slot.allocation = Allocation.DRAW
+    slot.save()
+    quota.sync_all([slot])
+    catalog.rebuild()
+    return slot
+
+
+def test_draw_entries_per_address_are_listed_for_staff():
+    slot = draw_war(5)
+    for _ in range(3):
+        client = APIClient(HTTP_AUTHORIZATION=f"Token {ApiToken.issue(make_user())}", REMOTE_ADDR="198.51.100.7")
+        assert client.post("/api/war", war_body(slot), format="json").status_code == 202
+    lone = APIClient(HTTP_AUTHORIZATION=f"Token {ApiToken.issue(make_user())}", REMOTE_ADDR="198.51.100.99")
+    assert lone.post("/api/war", war_body(slot), format="json").status_code == 202
+
+    rows = abuse.entries_by_ip()
+    assert [(r["client_ip"], r["entries"]) for r in rows] == [("198.51.100.7", 3), ("198.51.100.99", 1)]
+    page = staff_client().get(reverse("staff:abuse"))
+    table = page.content.decode().split('data-testid="abuse-entries-by-ip"')[1].split("</table>")[0]
+    assert "198.51.100.7" in table and ">3<" in table
+
+
+def test_disabling_an_entrant_withdraws_its_entry_before_the_draw_and_its_waiting_place_after():
+    slot = draw_war(1)
+    bot, waiting_bot, honest = make_user(), make_user(), make_user()
+    clients = {u.pk: APIClient(HTTP_AUTHORIZATION=f"Token {ApiToken.issue(u)}") for u in (bot, waiting_bot, honest)}
+    for client in clients.values():
+        assert client.post("/api/war", war_body(slot), format="json").status_code == 202
+
+    # Before the draw: the entry is gone, in PostgreSQL and from Redis' entrant count.
+    abuse.disable(bot)
+    assert not DrawEntry.objects.filter(user=bot).exists()
+    assert get_redis().scard(slot_keys(slot.pk, slot.war_day).entrants) == 2
+
+    Slot.objects.filter(pk=slot.pk).update(war_opens_at=clock.redis_now() - datetime.timedelta(seconds=11))
+    slot.refresh_from_db()
+    quota.sync_all([slot])
+    draws.run_draw(slot.pk)
+    assert draws.verify(draws.published(slot)) == []
+    winner = DrawEntry.objects.get(slot=slot, outcome=DrawEntry.Outcome.WON)
+    loser = DrawEntry.objects.get(slot=slot, outcome=DrawEntry.Outcome.WAITING)
+
+    # After the draw: the waiting place is withdrawn (the record still verifies) and promotion passes it by.
+    abuse.disable(loser.user)
+    loser.refresh_from_db()
+    assert loser.outcome == DrawEntry.Outcome.WITHDRAWN
+    assert draws.verify(draws.published(slot)) == []
+    assert not get_redis().hexists(slot_keys(slot.pk, slot.war_day).waitlist, loser.person)
+    abuse.disable(winner.user)
+    assert not Ticket.objects.filter(slot=slot, status=Ticket.Status.ACTIVE).exists()
+    assert quota.remaining_for([slot]) == {slot.pk: 1}

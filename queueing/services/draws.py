@@ -157,7 +157,7 @@ def enter(principal, ref: SlotRef, client_ip: str, token, proof=None) -> list | 
     return None if reply[0] in ("fcfs", "after") else reply
 
 
-def record_entry(principal, ref: SlotRef, now_ms: int) -> Entry:
+def record_entry(principal, ref: SlotRef, now_ms: int, client_ip: str = "") -> Entry:
     """Commit the entry enter.lua admitted (idempotent), or refuse it if the draw already froze the list."""
     try:
         commitment = ensure_draw(ref.id).commitment
@@ -177,6 +177,7 @@ def record_entry(principal, ref: SlotRef, now_ms: int) -> Entry:
                 person=principal.person_key,
                 pseudonym=pseudonym(ref.id, principal.person_key),
                 entered_at=ms_to_datetime(now_ms),
+                client_ip=client_ip or None,
             )
             DrawEntry.objects.bulk_create([entry], ignore_conflicts=True)  # ON CONFLICT DO NOTHING: a retry
             alias = (
@@ -427,6 +428,43 @@ def change_refusal(slot_id: int | None, allocation: str, war_opens_at, draw_grac
 
 
 # --- The waiting list ----------------------------------------------------------------------------
+
+
+def withdraw_entries(user_id: int) -> int:
+    """Staff switched the account off (accounts/services/abuse.py ``disable``): its entries leave every draw.
+
+    An entry not drawn yet is deleted (it never was in a published list), in PostgreSQL and in Redis'
+    entrant count. A place on a waiting list is marked withdrawn and leaves Redis' waiting list: the record
+    keeps its pseudonym and position (the published order must still verify), and promotion passes it by.
+    Tickets are the caller's business (cancelled through the cancel service). Returns the entries touched.
+    """
+    with transaction.atomic():
+        entries = list(
+            DrawEntry.objects.select_for_update()
+            .select_related("slot")
+            .filter(user_id=user_id, outcome__in=[DrawEntry.Outcome.PENDING, DrawEntry.Outcome.WAITING])
+        )
+        pending = [e for e in entries if e.outcome == DrawEntry.Outcome.PENDING]
+        # The draw's FOR UPDATE on its Draw row orders this against a draw freezing the list right now.
+        drawn = set(
+            Draw.objects.select_for_update()
+            .filter(slot_id__in={e.slot_id for e in pending}, drawn_at__isnull=False)
+            .values_list("slot_id", flat=True)
+        )
+        DrawEntry.objects.filter(pk__in=[e.pk for e in pending if e.slot_id not in drawn]).delete()
+        waiting = [e for e in entries if e.outcome == DrawEntry.Outcome.WAITING]
+        DrawEntry.objects.filter(pk__in=[e.pk for e in waiting]).update(outcome=DrawEntry.Outcome.WITHDRAWN)
+    try:
+        pipe = get_redis().pipeline(transaction=False)
+        for entry in entries:
+            keys = slot_keys(entry.slot_id, entry.slot.war_day)
+            pipe.srem(keys.entrants, entry.person)
+            pipe.hdel(keys.waitlist, entry.person)
+        pipe.execute()
+    except REDIS_OUTAGES as exc:
+        # Only counts and a waiting-list answer to a disabled account (which cannot ask any more) are stale.
+        log.warning("withdraw entries of %s: Redis not updated (%s)", user_id, exc)
+    return len(entries)
 
 
 def promote(cancelled: Ticket) -> Ticket | None:

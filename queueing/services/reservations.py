@@ -147,7 +147,7 @@ def reserve(
     if token is not None:
         bypass.record_use(token, principal.id, ref.id, outcome, now_ms)
     if outcome == "entered":
-        return draws.record_entry(principal, ref, now_ms)
+        return draws.record_entry(principal, ref, now_ms, client_ip)
     if ref.is_draw:
         draws.refusal_after_draw(principal, ref, outcome, now_ms)
 
