@@ -28,6 +28,9 @@ from wartiket.redis_client import get_redis
 
 # What reserve.lua counts, in the order the war room shows them.
 OUTCOMES = ("reserved", "too_early", "sold_out", "already_reserved", "one_per_day", "rate_limited", "closed")
+# Draw entries (enter.lua) and proofs of work spent twice (reserve.lua, enter.lua): bots replaying one
+# solution show here.
+OUTCOMES = (*OUTCOMES, "entered", "challenge_invalid")
 # Outcomes of the script that mean something is wrong with the slot's Redis state.
 SLOT_ERRORS = ("not_ready", "drift")
 SHOWN = (*OUTCOMES, "errors")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import wraps
 
 from django.contrib.auth.views import redirect_to_login
@@ -38,6 +39,7 @@ def warroom_page(request, slot_id: int | None = None):
             "figures": sampler.sample(),
             "socket_path": socket_path,
             "outcomes": warroom.SHOWN,
+            "outcomes_json": json.dumps(warroom.SHOWN),
             "today": warroom.todays_slots() if slot else None,
         },
     )

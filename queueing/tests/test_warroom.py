@@ -79,6 +79,8 @@ def test_a_known_mix_of_outcomes_gives_exactly_those_counts(settings):
         "one_per_day": 0,
         "rate_limited": 1,
         "closed": 0,
+        "entered": 0,
+        "challenge_invalid": 0,
         "errors": 0,
     }
     assert by_id[later.pk]["counts"]["too_early"] == 2

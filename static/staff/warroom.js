@@ -8,10 +8,12 @@
  */
 const config = JSON.parse(document.getElementById("warroom-config").textContent);
 const initial = JSON.parse(document.getElementById("warroom-initial").textContent);
-const OUTCOMES = ["reserved", "too_early", "sold_out", "already_reserved", "one_per_day", "rate_limited", "closed", "errors"];
+// The columns, in the server's order (queueing/services/warroom.py SHOWN): one list for both.
+const OUTCOMES = config.outcomes;
 const COLORS = {
   reserved: "#198754", too_early: "#0d6efd", sold_out: "#dc3545", already_reserved: "#6f42c1",
-  one_per_day: "#fd7e14", rate_limited: "#d63384", closed: "#6c757d", errors: "#212529"
+  one_per_day: "#fd7e14", rate_limited: "#d63384", closed: "#6c757d", errors: "#212529",
+  entered: "#20c997", challenge_invalid: "#ffc107"
 };
 const WINDOW_MS = 60000;
 const history = [];

@@ -200,6 +200,8 @@ SHORT = {
     "one_per_day": "1/day",
     "rate_limited": "limited",
     "closed": "closed",
+    "entered": "entered",
+    "challenge_invalid": "pow bad",
     "errors": "errors",
 }
 # Which outcome columns get the room first when not all fit.
