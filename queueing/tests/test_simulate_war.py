@@ -107,6 +107,26 @@ def test_a_rehearsal_report_matches_the_database_and_a_tampered_one_fails_the_au
     assert code == 1 and f"the report counted {seats + 1} tickets but PostgreSQL holds {seats}" in out
 
 
+def test_a_draw_rehearsal_enters_draws_on_time_tells_every_buyer_and_verifies():
+    users, seats = 60, 20
+    with gunicorn_server(workers=2, threads=4) as base, websocket_side():  # live_quota makes the draw
+        result = simulate(
+            "--url", base, "--users", str(users), "--quota", str(seats), "--opens-in", "2",
+            "--allocation", "draw", "--draw-grace", "3", "--concurrency", "16", "--json",
+        )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-1000:]
+    report = json.loads(result.stdout)
+    draw, outcomes = report["draw"], report["outcomes"]
+    assert report["exact"] is True and report["violations"] == [], report["violations"]
+    # Every buyer entered once, then asked once: the winners hold their ticket, the rest are on the list.
+    assert outcomes["entered"] == users, outcomes
+    assert outcomes["already_reserved"] == seats and outcomes["not_drawn"] == users - seats, outcomes
+    assert (draw["entrants_at_close"], draw["winners"], draw["waiting_list"]) == (users, seats, users - seats)
+    assert draw["verify_problems"] == [] and draw["draw_at_to_all_committed_ms"] is not None
+    slot = Slot.objects.get(pk=report["slot"]["id"])
+    assert sorted(Ticket.objects.filter(slot=slot).values_list("queue_number", flat=True)) == list(range(1, seats + 1))
+
+
 def audit_command(path) -> tuple[int, str]:
     out = io.StringIO()
     try:

@@ -31,7 +31,10 @@ class Command(BaseCommand):
         "one_per_day, ...) that explain it. Run it on a machine "
         "with the server's settings (it writes buyers and reads tickets in the same database). "
         "--cleanup removes every rehearsal buyer, ticket and slot; --audit FILE re-checks a saved "
-        "--json report."
+        "--json report. --allocation draw rehearses a draw war: the storm at the opening enters the draw, "
+        "and after the draw every buyer asks once for the result; the report adds entries per second, "
+        "entrants at close, the draw's duration, draw time → every winner committed, the waiting list, and "
+        "the draw's verification."
     )
 
     def add_arguments(self, parser):
@@ -46,6 +49,18 @@ class Command(BaseCommand):
         parser.add_argument("--quota", type=int, default=50, help="Seats of the rehearsal slot (default %(default)s)")
         parser.add_argument("--opens-in", type=float, default=5.0, help="Seconds until the opening (default 5)")
         parser.add_argument("--slot", type=int, help="Rehearse on this existing slot instead of a new one")
+        parser.add_argument(
+            "--allocation",
+            choices=["fcfs", "draw"],
+            default="fcfs",
+            help="First come, first served (default), or a draw among entrants (a new slot only)",
+        )
+        parser.add_argument(
+            "--draw-grace",
+            type=int,
+            default=10,
+            help="Draw mode: seconds after the opening until entries close and the draw is made (default 10)",
+        )
         parser.add_argument("--concurrency", type=int, default=50, help="Open connections (default %(default)s)")
         parser.add_argument(
             "--processes", type=int, default=min(2, os.cpu_count() or 1), help="Load generator processes"
@@ -84,6 +99,8 @@ class Command(BaseCommand):
             raise CommandError("--users, --attempts-per-user and --concurrency must be at least 1")
         if options["slot"] is None and options["quota"] < 1:
             raise CommandError("--quota must be at least 1")
+        if options["slot"] is not None and options["allocation"] != "fcfs":
+            raise CommandError("--allocation applies to a new rehearsal slot; an existing --slot keeps its own")
         try:
             headers = dict(_header(h) for h in options["header"])
             rehearsal.Target.parse(options["url"])
@@ -105,6 +122,8 @@ class Command(BaseCommand):
             headers=headers,
             warm=not options["cold"],
             timeout=options["timeout"],
+            allocation=options["allocation"],
+            draw_grace_seconds=max(1, options["draw_grace"]),
         )
         console = Console(stderr=True)
         with Progress(
@@ -176,6 +195,10 @@ class _Bar(rehearsal.Progress):
         self.bar.update(self._task("viewers showing 0", total), completed=seen, total=total)
 
 
+def _count(value) -> str:
+    return "—" if value is None else f"{value:,.0f}"
+
+
 def _ms(value) -> str:
     return "—" if value is None else f"{value:,.0f} ms"
 
@@ -212,6 +235,18 @@ def _print_report(console: Console, report: dict, plot_path: str | None) -> None
         figures.add_row("sold out → last viewer shows 0", _ms(viewers["last_saw_zero_after_sell_out_ms"]))
         rate = viewers["messages_per_viewer_per_second"]
         figures.add_row("messages per viewer per second", "—" if rate is None else f"{rate:.2f}")
+    draw = report.get("draw")
+    if draw:
+        figures.add_row("draw: entries answered", f"{draw['entries_answered']:,}")
+        rate = draw["entries_per_second"]
+        figures.add_row("draw: entries per second", "—" if rate is None else f"{rate:,.0f}")
+        figures.add_row(
+            "draw: entrants at close", "—" if draw["entrants_at_close"] is None else f"{draw['entrants_at_close']:,}"
+        )
+        figures.add_row("draw: duration", _ms(draw["draw_duration_ms"]))
+        figures.add_row("draw time → every winner committed", _ms(draw["draw_at_to_all_committed_ms"]))
+        figures.add_row("draw: waiting list", "—" if draw["waiting_list"] is None else f"{draw['waiting_list']:,}")
+        figures.add_row("draw: verified", "yes" if not draw["verify_problems"] else "NO")
     console.print(figures)
 
     if report["outcomes"].get("rate_limited"):

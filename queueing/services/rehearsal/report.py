@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from queueing.models import Slot, Ticket
-from queueing.services import audit, clock
+from queueing.models import Draw, Slot, Ticket
+from queueing.services import audit, clock, draws
 from queueing.services.store import datetime_to_ms
 
 from .load import Shot, ViewerRow
@@ -111,6 +111,9 @@ def build_report(slot: Slot, shots: list[Shot], viewer_rows: list[ViewerRow], in
     )
     shortfall = _shortfall(slot, shots, len(tickets), info)
     violations += _verdicts(shots, shortfall, info)
+    draw = _draw_summary(slot, shots) if slot.is_draw else None
+    if draw is not None:
+        violations += [f"the draw does not verify: {problem}" for problem in draw["verify_problems"]]
     latency_rows = _latency_timeline(storm, opens_ms, server_ms)
     return {
         "slot": {
@@ -147,6 +150,7 @@ def build_report(slot: Slot, shots: list[Shot], viewer_rows: list[ViewerRow], in
             "first_ticket_after_open_ms": reserved_ms[0] if reserved_ms else None,
         },
         "viewers": viewers,
+        "draw": draw,
         "shortfall": shortfall,
         "acknowledged": [{"code": a.code, "queue_number": a.queue_number} for a in acknowledged],
         "exact": not violations,
@@ -158,7 +162,7 @@ def build_report(slot: Slot, shots: list[Shot], viewer_rows: list[ViewerRow], in
 # Refusals that explain why a buyer got no ticket while seats were left: the server decided so, on
 # purpose, and the report says which. Anything else (no answer, 5xx, unavailable, not_ready, too_early
 # after the opening) leaves the shortfall unexplained and the rehearsal failed.
-EXPLAINED_REFUSALS = frozenset({"sold_out", "rate_limited", "one_per_day", "nik_required", "closed"})
+EXPLAINED_REFUSALS = frozenset({"sold_out", "rate_limited", "one_per_day", "nik_required", "closed", "not_drawn"})
 
 
 def _shortfall(slot: Slot, shots: list[Shot], tickets: int, info: RunInfo) -> dict:
@@ -178,6 +182,28 @@ def _shortfall(slot: Slot, shots: list[Shot], tickets: int, info: RunInfo) -> di
         "missing": missing,
         "buyers_without_ticket": dict(reasons.most_common()),
         "explained": missing == 0 or not unexplained,
+    }
+
+
+def _draw_summary(slot: Slot, shots: list[Shot]) -> dict:
+    """Draw mode: how entries came in, and how fast and how correctly the draw went (the Draw row's figures)."""
+    draw = Draw.objects.filter(slot=slot).first()
+    entries = [s for s in shots if s.code == "entered"]
+    rate = None
+    if len(entries) > 1:
+        span = max(s.sent_at + s.latency for s in entries) - min(s.sent_at for s in entries)
+        rate = len(entries) / max(span, 1e-3)
+    drawn = draw is not None and draw.is_drawn
+    return {
+        "entries_answered": len(entries),
+        "entries_per_second": _round(rate),
+        "entrants_at_close": draw.entrants if drawn else None,
+        "winners": draw.winners if drawn else None,
+        "waiting_list": draw.waiting if drawn else None,
+        "skipped": draw.skipped if drawn else None,
+        "draw_duration_ms": draw.duration_ms if drawn else None,
+        "draw_at_to_all_committed_ms": draw.lag_ms if drawn else None,
+        "verify_problems": draws.verify(draws.published(slot)) if drawn else ["the slot was not drawn"],
     }
 
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from queueing.models import Slot, Ticket
+from queueing.models import Allocation, Draw, Slot, Ticket
 from queueing.services.store import datetime_to_ms
 
 from .load import (
@@ -50,6 +50,12 @@ class Plan:
     seed: int = 7
     # After the storm, how long viewers may take to show the final 0 before the run stops waiting.
     viewer_grace: float = 10.0
+    # Draw mode (``--allocation draw``): the storm at the opening enters the draw; after the draw every
+    # buyer asks once for the result (as the war page does), retrying while the draw is not in Redis.
+    allocation: str = Allocation.FCFS
+    draw_grace_seconds: int = 10
+    # How long after the draw time the run waits for the draw before asking anyway (then it finds out).
+    draw_wait: float = 30.0
 
 
 class Progress:
@@ -75,6 +81,34 @@ def _wait(condition: Callable[[], bool], timeout: float, tick: Callable[[], None
     return True
 
 
+def _ask_results(plan: Plan, slot: Slot, buyers, target: Target, body: bytes, offset_ms: float, progress: Progress):
+    """Draw mode: wait for the draw, then every buyer asks the war endpoint once for their result.
+
+    The server draws by itself at the draw time (``live_quota``, Celery beat, or the first request after
+    it); a buyer told 503 ``not_ready`` (the draw not in Redis yet) asks again, as the page does.
+    """
+    slot.refresh_from_db()
+    draw_at = datetime_to_ms(slot.draw_at)
+    progress.stage("waiting for the draw")
+    _wait(
+        lambda: Draw.objects.filter(slot=slot, drawn_at__isnull=False).exists(),
+        max(0.0, (draw_at - offset_ms) / 1000 - time.time()) + plan.draw_wait,
+        lambda: None,
+    )
+    ask_at = max((draw_at - offset_ms) / 1000, time.time() + 0.1)
+    attempts = [Attempt(i, b.token) for i, b in enumerate(buyers)]
+    workers, counter = Workers(), None
+    try:
+        processes = max(1, plan.processes)
+        for part, conns in zip(split(attempts, processes), share(plan.concurrency, processes), strict=True):
+            job = StormJob(target, body, plan.headers, part, [], ask_at, max(1, conns), plan.timeout, persist=30.0)
+            workers.start(run_storm_job, (job, counter))
+        progress.stage("buyers asking for their result")
+        return [shot for part in workers.results(timeout=plan.timeout + 120) for shot in part]
+    finally:
+        workers.stop()
+
+
 def rehearse(plan: Plan, progress: Progress | None = None) -> dict:
     """Run one rehearsal end to end and return its report (see ``build_report``)."""
     progress = progress or Progress()
@@ -89,7 +123,7 @@ def rehearse(plan: Plan, progress: Progress | None = None) -> dict:
         slot = Slot.objects.select_related("location").get(pk=plan.slot_id)
         created = False
     else:
-        slot = create_slot(plan.quota)
+        slot = create_slot(plan.quota, allocation=plan.allocation, draw_grace_seconds=plan.draw_grace_seconds)
         created = True
     buyers = prepare_buyers(plan.users, warm=plan.warm)
     offset_ms = clock_offset_ms()
@@ -149,6 +183,8 @@ def rehearse(plan: Plan, progress: Progress | None = None) -> dict:
         parts = workers.results(lambda: progress.requests(counter.value, total), timeout=plan.timeout + 600)
         progress.requests(counter.value, total)
         shots = [shot for part in parts for shot in part]
+        if slot.is_draw:
+            shots += _ask_results(plan, slot, buyers, target, body, offset_ms, progress)
 
         if plan.viewers:
             progress.stage("waiting for viewers to show the final count")

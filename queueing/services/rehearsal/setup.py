@@ -17,7 +17,7 @@ from django.utils import timezone
 from accounts.models import ApiToken, User, person_key
 from accounts.services import identity
 from accounts.validators import make_nik
-from queueing.models import Location, Slot, Ticket
+from queueing.models import Allocation, Location, Slot, Ticket
 from queueing.services import catalog, clock, quota, reservations
 from queueing.services.errors import ReservationError
 from queueing.services.store import slot_keys
@@ -109,8 +109,14 @@ def _busy_days() -> set[datetime.date]:
     return days
 
 
-def create_slot(quota_size: int, *, time_label: str = "10:00") -> Slot:
-    """A rehearsal slot on a day no rehearsal has used, its opening parked an hour away (see ``open_in``)."""
+def create_slot(
+    quota_size: int, *, time_label: str = "10:00", allocation: str = Allocation.FCFS, draw_grace_seconds: int = 10
+) -> Slot:
+    """A rehearsal slot on a day no rehearsal has used, its opening parked an hour away (see ``open_in``).
+
+    A draw slot (``allocation="draw"``) takes entries from the start: its window opens
+    ``WAR_DRAW_ENTRY_MINUTES`` before the opening, and the draw is ``draw_grace_seconds`` after it.
+    """
     busy = _busy_days()
     day = timezone.localdate() + datetime.timedelta(days=1)
     while day in busy:
@@ -121,6 +127,8 @@ def create_slot(quota_size: int, *, time_label: str = "10:00") -> Slot:
         time_label=time_label,
         quota=quota_size,
         war_opens_at=clock.redis_now() + PARKED_OPENING,
+        allocation=allocation,
+        draw_grace_seconds=draw_grace_seconds,
     )
     quota.sync_all([slot])
     return slot
