@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import itertools
 
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts.models import ApiToken, User
@@ -58,3 +59,20 @@ def token_client(user: User) -> APIClient:
 
 def war_body(slot: Slot, **extra) -> dict:
     return {"location_id": slot.location.slug, "time_slot": slot.time_label, **extra}
+
+
+def admin_slot_form(slot: Slot, *, opens: datetime.datetime | None = None, **changes) -> dict:
+    """The admin's slot change form as a browser posts it (``opens``: another opening), with ``changes``."""
+    local = timezone.localtime(opens or slot.war_opens_at)
+    form = {
+        "location": slot.location_id,
+        "date": slot.date.isoformat(),
+        "time_label": slot.time_label,
+        "quota": slot.quota,
+        "war_opens_at_0": local.date().isoformat(),
+        "war_opens_at_1": local.time().replace(microsecond=0).isoformat(),
+        "war_closes_at_0": "",
+        "war_closes_at_1": "",
+        "_save": "Save",
+    }
+    return {**form, **changes}

@@ -38,9 +38,20 @@ def reset_redis() -> None:
     _client = None
 
 
+INCLUDE = "--#include "
+
+
 @cache
 def _source(path: Path) -> str:
-    return path.read_text()
+    """The script's text, with each ``--#include <file>`` line replaced by that file (relative to it).
+
+    Redis runs one self-contained text per script; includes let two scripts share one copy of a rule
+    (queueing/lua/lib/). One level deep, which is all the scripts need.
+    """
+    lines = path.read_text().splitlines(keepends=True)
+    return "".join(
+        (path.parent / line[len(INCLUDE) :].strip()).read_text() if line.startswith(INCLUDE) else line for line in lines
+    )
 
 
 def lua(path: Path):

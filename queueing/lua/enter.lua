@@ -44,28 +44,14 @@ if not meta[3] then return {'fcfs', now} end
 -- Counted by reserve.lua, which decides from here on.
 if meta[3] == 'done' or now >= tonumber(meta[3]) then return {'after', now} end
 
-local function over_limit(key, limit)
-  if limit <= 0 then return false end
-  local count = redis.call('INCR', key)
-  if count == 1 then redis.call('PEXPIRE', key, window) end
-  if count <= limit then return false end
-  local ttl = redis.call('PTTL', key)
-  if ttl < 0 then
-    redis.call('PEXPIRE', key, window)
-    ttl = window
-  end
-  return ttl
-end
+--#include lib/limits.lua
 
-local wait = over_limit(KEYS[5], tonumber(ARGV[5])) or over_limit(KEYS[4], tonumber(ARGV[4]))
+local wait = over_limit(KEYS[5], tonumber(ARGV[5]), window) or over_limit(KEYS[4], tonumber(ARGV[4]), window)
 if wait then return done('rate_limited', wait) end
 
 -- As in reserve.lua: each proof buys one attempt. Only here, past the "after" answer above, so a proof
 -- handed on to reserve.lua after the draw time is still unspent there.
-local pow_ttl = tonumber(ARGV[9] or '') or 0
-if pow_ttl > 0 and not redis.call('SET', KEYS[7], '1', 'NX', 'PX', pow_ttl) then
-  return done('challenge_invalid')
-end
+if proof_spent(KEYS[7], ARGV[9]) then return done('challenge_invalid') end
 
 local entry_opens = tonumber(meta[2]) - tonumber(ARGV[8])
 if not bypass and now < entry_opens then return done('too_early', entry_opens) end

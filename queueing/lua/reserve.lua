@@ -50,28 +50,13 @@ local function done(outcome, a, b, c, d)
   return {outcome, now, a, b, c, d}
 end
 
--- Fixed-window counter. Returns the milliseconds until the window ends when over the limit, else false.
-local function over_limit(key, limit)
-  if limit <= 0 then return false end
-  local count = redis.call('INCR', key)
-  if count == 1 then redis.call('PEXPIRE', key, window) end
-  if count <= limit then return false end
-  local ttl = redis.call('PTTL', key)
-  if ttl < 0 then
-    redis.call('PEXPIRE', key, window)
-    ttl = window
-  end
-  return ttl
-end
+--#include lib/limits.lua
 
-local wait = over_limit(KEYS[8], tonumber(ARGV[7])) or over_limit(KEYS[7], tonumber(ARGV[6]))
+local wait = over_limit(KEYS[8], tonumber(ARGV[7]), window) or over_limit(KEYS[7], tonumber(ARGV[6]), window)
 if wait then return done('rate_limited', wait) end
 
 -- Each proof of work buys one attempt, whatever its outcome: a replay is refused before anything else.
-local pow_ttl = tonumber(ARGV[11] or '') or 0
-if pow_ttl > 0 and not redis.call('SET', KEYS[9], '1', 'NX', 'PX', pow_ttl) then
-  return done('challenge_invalid')
-end
+if proof_spent(KEYS[9], ARGV[11]) then return done('challenge_invalid') end
 
 local meta = redis.call('HMGET', KEYS[1], 'quota', 'opens', 'closes', 'next', 'sold', 'pending', 'draw')
 -- A pending edit means PostgreSQL may already hold other times than these: never gate on them.

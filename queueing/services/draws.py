@@ -45,7 +45,7 @@ from queueing.models import Draw, DrawEntry, Slot, Ticket, new_ticket_code
 from queueing.services import catalog, clock, events, heal, quota
 from queueing.services.catalog import SlotRef
 from queueing.services.errors import ReservationError
-from queueing.services.store import ms_to_datetime, pow_key, rate_keys, script, slot_keys
+from queueing.services.store import ms_to_datetime, pow_key, rate_keys, rate_limit_args, script, slot_keys
 from wartiket.outages import REDIS_OUTAGES
 from wartiket.redis_client import get_redis
 
@@ -146,9 +146,7 @@ def enter(principal, ref: SlotRef, client_ip: str, token, proof=None) -> list | 
             ref.id,
             1 if token else 0,
             1 if settings.WAR_ONE_PER_DAY else 0,
-            settings.WAR_RATE_LIMIT_USER,
-            settings.WAR_RATE_LIMIT_IP,
-            settings.WAR_RATE_LIMIT_WINDOW_MS,
+            *rate_limit_args(),
             principal.person_key,
             settings.WAR_DRAW_ENTRY_MINUTES * 60_000,
             proof.ttl_ms if proof else 0,

@@ -33,7 +33,14 @@ from queueing.models import Ticket, new_ticket_code
 from queueing.services import bypass, catalog, clock, draws, events, heal, store
 from queueing.services.catalog import SlotRef
 from queueing.services.errors import ReservationError
-from queueing.services.store import datetime_to_ms, ms_to_datetime, reserve_keys, script, slot_keys
+from queueing.services.store import (
+    datetime_to_ms,
+    ms_to_datetime,
+    rate_limit_args,
+    reserve_keys,
+    script,
+    slot_keys,
+)
 from wartiket.outages import REDIS_OUTAGES
 from wartiket.redis_client import get_redis
 
@@ -127,9 +134,7 @@ def reserve(
                 ref.id,
                 1 if token else 0,
                 1 if settings.WAR_ONE_PER_DAY else 0,
-                settings.WAR_RATE_LIMIT_USER,
-                settings.WAR_RATE_LIMIT_IP,
-                settings.WAR_RATE_LIMIT_WINDOW_MS,
+                *rate_limit_args(),
                 principal.person_key,
                 settings.WAR_JOURNAL_MAXLEN,
                 pow_proof.ttl_ms if pow_proof else 0,

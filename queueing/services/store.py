@@ -77,6 +77,11 @@ def pow_key(day: str, signature: str) -> str:
     return f"{day_tag(day)}:pow:{signature}"
 
 
+def rate_limit_args() -> list[int]:
+    """The per-account and per-address attempt limits and their window, as reserve.lua and enter.lua take them."""
+    return [settings.WAR_RATE_LIMIT_USER, settings.WAR_RATE_LIMIT_IP, settings.WAR_RATE_LIMIT_WINDOW_MS]
+
+
 def reserve_keys(slot_id: int, day: str, user_id: int, client_ip: str, proof_key: str | None = None) -> list[str]:
     """KEYS of reserve.lua, in its order: everything one attempt may read or write.
 

@@ -33,7 +33,7 @@ from queueing.services.errors import ReservationError
 from queueing.services.store import slot_keys
 from queueing.tests.test_crash import post_war
 from tests.browser import live_quota_process
-from tests.factory import make_slot, make_user, token_client, war_body
+from tests.factory import admin_slot_form, make_slot, make_user, token_client, war_body
 from tests.live import ROOT, gunicorn_server, poll, server_env
 from tests.pow import solve
 from wartiket.redis_client import get_redis, reset_redis
@@ -559,20 +559,7 @@ def test_staff_make_a_slot_a_draw_slot_in_the_admin_and_see_its_commitment_not_i
 ):
     slot = make_slot(quota_size=5, opens_in=600, label="17:00")  # entries open 15 min before
     client.force_login(make_user(is_staff=True, is_superuser=True))
-    local = timezone.localtime(slot.war_opens_at)
-    form = {
-        "location": slot.location_id,
-        "date": slot.date.isoformat(),
-        "time_label": slot.time_label,
-        "quota": slot.quota,
-        "war_opens_at_0": local.date().isoformat(),
-        "war_opens_at_1": local.time().replace(microsecond=0).isoformat(),
-        "war_closes_at_0": "",
-        "war_closes_at_1": "",
-        "allocation": "draw",
-        "draw_grace_seconds": "20",
-        "_save": "Save",
-    }
+    form = admin_slot_form(slot, allocation="draw", draw_grace_seconds="20")
     with django_capture_on_commit_callbacks(execute=True):  # the edit reaches Redis after its commit
         response = client.post(f"/admin/queueing/slot/{slot.pk}/change/", form)
     assert response.status_code == 302, response.content[:2000]

@@ -14,7 +14,7 @@ from django.urls import reverse
 from queueing.models import BypassToken, Location, Slot, Ticket
 from queueing.services import quota
 from queueing.services.store import slot_keys
-from tests.factory import make_slot, make_user, token_client, war_body
+from tests.factory import admin_slot_form, make_slot, make_user, token_client, war_body
 from tests.live import ROOT, server_env
 from wartiket.redis_client import get_redis
 
@@ -85,17 +85,7 @@ def test_admin_refuses_a_quota_below_an_issued_number(staff_client):
     for _ in range(3):
         token_client(make_user()).post("/api/war", war_body(slot), format="json")
     url = reverse("admin:queueing_slot_change", args=[slot.pk])
-    form = {
-        "location": slot.location.pk,
-        "date": slot.date.isoformat(),
-        "time_label": "10:00",
-        "quota": "2",
-        "war_opens_at_0": slot.war_opens_at.strftime("%Y-%m-%d"),
-        "war_opens_at_1": slot.war_opens_at.strftime("%H:%M:%S"),
-        "war_closes_at_0": "",
-        "war_closes_at_1": "",
-        "challenge": slot.challenge,
-    }
+    form = admin_slot_form(slot, quota="2")
     response = staff_client.post(url, form)
     assert response.status_code == 200
     assert "sampai 3" in response.content.decode()

@@ -22,7 +22,7 @@ from accounts.validators import make_nik
 from queueing.models import Slot, Ticket
 from queueing.services import catalog, heal, quota, reconcile, slots
 from queueing.services.store import datetime_to_ms, slot_keys
-from tests.factory import make_slot, make_user, token_client, war_body
+from tests.factory import admin_slot_form, make_slot, make_user, token_client, war_body
 from tests.private_redis import PrivateRedis
 from wartiket.redis_client import get_redis, reset_redis
 from wartiket.tests.faults import point_app_at
@@ -208,22 +208,6 @@ def test_a_redis_restarted_empty_answers_not_ready_until_it_heals_itself(setting
 # --- A war never opens on a time PostgreSQL no longer holds --------------------------------------------
 
 
-def slot_change_form(slot: Slot, opens: datetime.datetime) -> dict:
-    local = opens.astimezone(datetime.UTC).astimezone(slot.war_opens_at.tzinfo)
-    return {
-        "location": slot.location_id,
-        "date": slot.date.isoformat(),
-        "time_label": slot.time_label,
-        "quota": slot.quota,
-        "war_opens_at_0": local.date().isoformat(),
-        "war_opens_at_1": local.time().replace(microsecond=0).isoformat(),
-        "war_closes_at_0": "",
-        "war_closes_at_1": "",
-        "challenge": slot.challenge,
-        "_save": "Save",
-    }
-
-
 def test_postponing_a_war_while_redis_pauses_writes_never_lets_it_open_at_the_old_time(settings, tmp_path, client):
     with private_redis(tmp_path) as server:
         use_redis(settings, server.url())
@@ -236,7 +220,7 @@ def test_postponing_a_war_while_redis_pauses_writes_never_lets_it_open_at_the_ol
 
         # Longer than the client's 2 s socket timeout, ended by hand once the edit has been answered.
         server.client().execute_command("CLIENT", "PAUSE", "15000", "WRITE")
-        response = client.post(f"/admin/queueing/slot/{slot.pk}/change/", slot_change_form(slot, later))
+        response = client.post(f"/admin/queueing/slot/{slot.pk}/change/", admin_slot_form(slot, opens=later))
         assert response.status_code == 503 and response["Retry-After"]
         # Nothing was committed: PostgreSQL still holds the old opening, which Redis may serve.
         assert Slot.objects.get(pk=slot.pk).war_opens_at == slot.war_opens_at
@@ -248,7 +232,7 @@ def test_postponing_a_war_while_redis_pauses_writes_never_lets_it_open_at_the_ol
 
         # The edit, done again once Redis writes, opens the war at the new time only.
         client.force_login(staff)
-        response = client.post(f"/admin/queueing/slot/{slot.pk}/change/", slot_change_form(slot, later))
+        response = client.post(f"/admin/queueing/slot/{slot.pk}/change/", admin_slot_form(slot, opens=later))
         assert response.status_code == 302, response.content[:500]
         status, body = war(buyer, slot)
         assert (status, body["code"]) == (403, "too_early")

@@ -16,14 +16,13 @@ import altcha
 import pytest
 import requests
 from django.core.management import call_command
-from django.utils import timezone
 
 from accounts.models import ApiToken
 from accounts.services import identity
 from queueing.models import Challenge, Slot, Ticket
 from queueing.services import catalog, heal
 from queueing.services.store import pow_key, script, slot_keys
-from tests.factory import make_slot, make_user, token_client, war_body
+from tests.factory import admin_slot_form, make_slot, make_user, token_client, war_body
 from tests.live import gunicorn_server
 from tests.pow import solve
 from tests.private_redis import PrivateRedis
@@ -279,19 +278,7 @@ def test_staff_set_a_slots_challenge_in_the_admin_and_the_war_path_follows(clien
     slot = make_slot()
     client.force_login(make_user(is_staff=True, is_superuser=True))
     assert 'name="challenge"' in client.get(f"/admin/queueing/slot/{slot.pk}/change/").content.decode()
-    local = timezone.localtime(slot.war_opens_at)
-    form = {
-        "location": slot.location_id,
-        "date": slot.date.isoformat(),
-        "time_label": slot.time_label,
-        "quota": slot.quota,
-        "war_opens_at_0": local.date().isoformat(),
-        "war_opens_at_1": local.time().replace(microsecond=0).isoformat(),
-        "war_closes_at_0": "",
-        "war_closes_at_1": "",
-        "challenge": "hot",
-        "_save": "Save",
-    }
+    form = admin_slot_form(slot, challenge="hot")
     assert client.post(f"/admin/queueing/slot/{slot.pk}/change/", form).status_code == 302
     assert Slot.objects.get(pk=slot.pk).challenge == Challenge.HOT
     response = attempt(token_client(make_user()), slot)
