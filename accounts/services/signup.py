@@ -18,7 +18,7 @@ from wartiket.http import client_ip
 # What the page says when its proof of work is missing or refused (the widget solves it in the background).
 PROOF_MESSAGES = {
     "challenge_required": _(
-        "Pemeriksaan anti-bot belum selesai. Tunggu tanda centang \u201cTerverifikasi\u201d lalu kirim lagi."
+        'Pemeriksaan anti-bot belum selesai. Tunggu tanda centang "Terverifikasi" lalu kirim lagi.'
     ),
     "challenge_invalid": _("Pemeriksaan anti-bot gagal atau kedaluwarsa. Tunggu tanda centang lalu kirim lagi."),
 }
