@@ -1,7 +1,7 @@
 """``make bench`` / ``make bench-smoke``: the whole system in its production configuration, measured in one run.
 
 Starts PostgreSQL and Redis as ``make test`` does (embedded, unless DATABASE_URL / REDIS_URL are set),
-then the production processes of ``bench.production`` (the recipe docs/deploy.md describes), and
+then the production processes with ``python -m wartiket.serve ROLE`` (the recipe docs/deploy.md describes), and
 measures with one load generator (``queueing.services.rehearsal``) and one connection count:
 
 1. the ceiling: a bare Django view (``/bench/ceiling``, no PostgreSQL, no Redis) on the same gunicorn;
@@ -26,6 +26,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -34,8 +35,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench import production
-from wartiket import devrun
+from wartiket import devrun, serve
 
 REPO = Path(__file__).resolve().parent.parent
 BENCHMARKS_MD = REPO / "docs" / "benchmarks.md"
@@ -53,8 +53,8 @@ class Sizes:
     storm_attempts: int
     seats: int
     viewers: tuple[int, ...]  # tried in order until one works
-    workers: int = production.GUNICORN_WORKERS
-    threads: int = production.GUNICORN_THREADS
+    workers: int = serve.WEB_WORKERS
+    threads: int = serve.WEB_THREADS
 
 
 FULL = Sizes(
@@ -130,19 +130,23 @@ class Stack:
 
     def start(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
-        recipe = production.recipe(
-            http_bind=f"127.0.0.1:{self.http_port}",
-            ws_port=self.ws_port,
-            schedule=str(self.logs / "celerybeat-schedule"),
-            workers=self.workers,
-            threads=self.threads,
-        )
-        for name, argv in recipe[:1] if self.only_http else recipe:
-            log = open(self.logs / f"{name}.log", "wb")
-            self.procs[name] = subprocess.Popen(
-                production.runnable(argv),
+        # The recipe's own entry point, one role per process as docker-compose.yml runs it; the benchmark
+        # has migrated and set up Redis itself, so the one-shot steps are skipped.
+        env = {
+            **self.env,
+            "HOST": "127.0.0.1",
+            "PORT": str(self.http_port),
+            "WS_PORT": str(self.ws_port),
+            "WEB_WORKERS": str(self.workers),
+            "WEB_THREADS": str(self.threads),
+            "CELERY_BEAT_SCHEDULE": str(self.logs / "celerybeat-schedule"),
+        }
+        for role in serve.ROLES[:1] if self.only_http else serve.ROLES:
+            log = open(self.logs / f"{role}.log", "wb")
+            self.procs[role] = subprocess.Popen(
+                [sys.executable, "-m", "wartiket.serve", role, "--no-prepare"],
                 cwd=REPO,
-                env=self.env,
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

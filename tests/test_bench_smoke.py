@@ -10,8 +10,8 @@ import sys
 import pytest
 from django.conf import settings
 
-from bench import production
 from tests.live import ROOT, database_url
+from wartiket import serve
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -64,8 +64,9 @@ def test_the_benchmark_smoke_run_reports_every_figure_and_an_exact_storm(tmp_pat
 
 
 def test_the_deploy_docs_run_what_the_benchmark_runs():
-    """docs/deploy.md and `make bench` must describe one configuration: every recipe line appears verbatim."""
+    """docs/deploy.md and `make bench` (which runs `wartiket.serve`) describe one configuration: every recipe
+    line appears verbatim."""
     deploy = (ROOT / "docs" / "deploy.md").read_text()
-    for name, argv in production.recipe():
+    for name, argv in serve.recipe():
         line = " ".join(argv)
         assert line in deploy, f"docs/deploy.md lacks the {name} command: {line}"
