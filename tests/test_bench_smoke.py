@@ -49,11 +49,14 @@ def test_the_benchmark_smoke_run_reports_every_figure_and_an_exact_storm(tmp_pat
     assert set(limited) <= {"sold_out", "rate_limited"} and limited["rate_limited"] > limited.get("sold_out", 0)
     assert report["ceiling_rps"] > 0 and report["storm_ratio"] > 0
 
-    storm = report["storms"][0]
+    # The storm alone first (the commit target), then the same storm watched by viewers.
+    alone, storm = report["storms"][:2]
     seats = report["sizes"]["seats"]
-    assert storm["exact"] is True, storm["violations"]
-    assert storm["database"]["tickets"] == storm["outcomes"]["reserved"] == seats
-    assert storm["database"]["open_to_last_commit_ms"] is not None
+    assert alone["run"]["viewers"] == 0 and alone["viewers"] == {"watching": 0}
+    for each in (alone, storm):
+        assert each["exact"] is True, each["violations"]
+        assert each["database"]["tickets"] == each["outcomes"]["reserved"] == seats
+        assert each["database"]["open_to_last_commit_ms"] is not None
     viewers = report["sizes"]["viewers"][0]
     assert storm["viewers"]["connected"] == storm["viewers"]["saw_zero"] == viewers
     assert storm["viewers"]["last_saw_zero_after_sell_out_ms"] is not None
