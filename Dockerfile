@@ -1,11 +1,17 @@
 # War Tiket Engine image: one image for every process of docs/deploy.md (gunicorn for HTTP, daphne for
-# WebSockets, live_quota, the Celery worker and beat); docker-compose.yml picks the command. PostgreSQL and Redis run as their own services, never inside this image.
+# WebSockets only, live_quota, the Celery worker and beat), all started by `python -m wartiket.serve ROLE`;
+# docker-compose.yml runs one role per container, the default command runs them all in one
+# container. PostgreSQL and Redis run as their own services, never inside this image.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
+# wartiket.serve: listen on every interface of the container (HTTP on PORT 8001, WebSockets on WS_PORT
+# 8002), and keep Celery beat's disposable schedule where the app user may write.
+ENV HOST=0.0.0.0 \
+    CELERY_BEAT_SCHEDULE=/tmp/celerybeat-schedule
 
 WORKDIR /app
 
@@ -21,5 +27,5 @@ RUN useradd --system --no-create-home --shell /usr/sbin/nologin app \
     && chown app:app /app/staticfiles
 
 USER app
-EXPOSE 8000
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "wartiket.asgi:application"]
+EXPOSE 8001 8002
+CMD ["python", "-m", "wartiket.serve", "all"]

@@ -14,13 +14,16 @@ ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: help run test test-only lint format migrations-check venv
+.PHONY: help run prod test test-only lint format migrations-check venv
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
 run: venv ## Serve the app at http://127.0.0.1:8000 (embedded PostgreSQL + Redis unless DATABASE_URL/REDIS_URL)
 	$(PY) -m wartiket.devrun run
+
+prod: venv ## The production processes of docs/deploy.md from the environment (ARGS=web|ws|worker|beat|live|all)
+	$(PY) -m wartiket.serve $(ARGS)
 
 test: venv lint migrations-check ## Lint, check migrations, then run pytest (pass pytest options as ARGS="-k war -x")
 	$(PY) -m wartiket.devrun test $(ARGS)

@@ -32,6 +32,7 @@ def clean_redis(settings):
     get_redis().flushdb()
     heal.mark_built()
     catalog._local.clear()
+    identity.local.clear()  # this process's copy of Redis' identity entries, emptied with them
     clock._offset_ms = None
     yield
     reset_redis()

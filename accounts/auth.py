@@ -16,7 +16,7 @@ from accounts.services import identity
 INVALID_TOKEN = _("Token tidak valid atau sudah dicabut.")
 
 
-def _token_from_header(request) -> str | None:
+def token_from_header(request) -> str | None:
     parts = authentication.get_authorization_header(request).split()
     if not parts or parts[0].lower() != b"token":
         return None
@@ -32,7 +32,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
     keyword = "Token"
 
     def authenticate(self, request):
-        raw = _token_from_header(request)
+        raw = token_from_header(request)
         if raw is None:
             return None
         token = ApiToken.objects.select_related("user").filter(key_hash=hash_secret(raw)).first()
@@ -46,7 +46,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
 
 class CachedTokenAuthentication(ApiTokenAuthentication):
     def authenticate(self, request):
-        raw = _token_from_header(request)
+        raw = token_from_header(request)
         if raw is None:
             return None
         principal = identity.principal_for_token(raw)

@@ -1,14 +1,18 @@
 """``make bench`` / ``make bench-smoke``: the whole system in its production configuration, measured in one run.
 
 Starts PostgreSQL and Redis as ``make test`` does (embedded, unless DATABASE_URL / REDIS_URL are set),
-then the production processes of ``bench.production`` (the recipe docs/deploy.md describes), and
+then the production processes with ``python -m wartiket.serve ROLE`` (the recipe docs/deploy.md describes), and
 measures with one load generator (``queueing.services.rehearsal``) and one connection count:
 
 1. the ceiling: a bare Django view (``/bench/ceiling``, no PostgreSQL, no Redis) on the same gunicorn;
-2. the war endpoint on a sold-out slot and on a not-yet-open slot (real tokens, warm identity cache);
-3. an opening storm: time until the last seat is committed in PostgreSQL, and exactness;
-4. WebSocket viewers watching that storm: time from sell-out until the last one shows 0, messages per
-   viewer per second; the largest viewer count that works (trying fewer when one fails).
+2. the war endpoint on a sold-out slot, on a not-yet-open slot (real tokens, warm identity cache), and
+   rate limited (a few tokens, each far over its per-account limit);
+3. the same refusals against the seed's own design (a Go/Gin + Redis peer) when ``WAR_BENCH_PEER`` names
+   its binary (built outside this repository); without it that column is skipped with a note;
+4. an opening storm: time until the last seat is committed in PostgreSQL, and exactness;
+5. WebSocket viewers watching that storm: time from sell-out until the last one shows 0, messages per
+   viewer per second; the largest viewer count that works (trying fewer when one fails);
+6. a gunicorn worker killed with SIGKILL: time until its replacement answers a request.
 
 Prints a table with each ratio to the ceiling and appends a dated entry to docs/benchmarks.md (not in
 smoke mode). Traffic goes only to 127.0.0.1. Every request carries ``X-Forwarded-Proto: https`` as the
@@ -26,6 +30,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -34,8 +39,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench import production
-from wartiket import devrun
+from wartiket import devrun, serve
 
 REPO = Path(__file__).resolve().parent.parent
 BENCHMARKS_MD = REPO / "docs" / "benchmarks.md"
@@ -53,8 +57,9 @@ class Sizes:
     storm_attempts: int
     seats: int
     viewers: tuple[int, ...]  # tried in order until one works
-    workers: int = production.GUNICORN_WORKERS
-    threads: int = production.GUNICORN_THREADS
+    limited_buyers: int = 20  # tokens of the rate-limited phase, each far over WAR_RATE_LIMIT_USER
+    workers: int = serve.WEB_WORKERS
+    threads: int = serve.WEB_THREADS
 
 
 FULL = Sizes(
@@ -78,6 +83,7 @@ SMOKE = Sizes(
     storm_attempts=2,
     seats=10,
     viewers=(6,),
+    limited_buyers=2,
     workers=1,
     threads=2,
 )
@@ -130,19 +136,23 @@ class Stack:
 
     def start(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
-        recipe = production.recipe(
-            http_bind=f"127.0.0.1:{self.http_port}",
-            ws_port=self.ws_port,
-            schedule=str(self.logs / "celerybeat-schedule"),
-            workers=self.workers,
-            threads=self.threads,
-        )
-        for name, argv in recipe[:1] if self.only_http else recipe:
-            log = open(self.logs / f"{name}.log", "wb")
-            self.procs[name] = subprocess.Popen(
-                production.runnable(argv),
+        # The recipe's own entry point, one role per process as docker-compose.yml runs it; the benchmark
+        # has migrated and set up Redis itself, so the one-shot steps are skipped.
+        env = {
+            **self.env,
+            "HOST": "127.0.0.1",
+            "PORT": str(self.http_port),
+            "WS_PORT": str(self.ws_port),
+            "WEB_WORKERS": str(self.workers),
+            "WEB_THREADS": str(self.threads),
+            "CELERY_BEAT_SCHEDULE": str(self.logs / "celerybeat-schedule"),
+        }
+        for role in serve.ROLES[:1] if self.only_http else serve.ROLES:
+            log = open(self.logs / f"{role}.log", "wb")
+            self.procs[role] = subprocess.Popen(
+                [sys.executable, "-m", "wartiket.serve", role, "--no-prepare"],
                 cwd=REPO,
-                env=self.env,
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -322,7 +332,158 @@ def viewers_worked(report: dict, viewers: int) -> bool:
     return seen.get("connected") == viewers and seen.get("saw_zero") == viewers
 
 
+# --- The seed's design as a yardstick (WAR_BENCH_PEER) -------------------------------------------------
+
+PEER_ENV = "WAR_BENCH_PEER"
+PEER_TABLE = (
+    "CREATE TABLE IF NOT EXISTS peer_ticket (id bigserial PRIMARY KEY, slot text, user_id text, queue_number int, "
+    "created_at timestamptz DEFAULT clock_timestamp(), UNIQUE (slot, user_id), UNIQUE (slot, queue_number))"
+)
+
+
+def peer_database_url(url: str) -> str:
+    """The bench's DATABASE_URL as lib/pq wants it (no TLS on loopback)."""
+    return url + ("&" if "?" in url else "?") + "sslmode=disable"
+
+
+@contextmanager
+def peer_running(binary: str, env: dict[str, str], logs: Path, buyers, slots: list[tuple]):
+    """The peer on a free port with the state its README asks for: the same tokens and slots as ours."""
+    from django.db import connection
+
+    from wartiket.redis_client import get_redis
+
+    r = get_redis()
+    pipe = r.pipeline(transaction=False)
+    for buyer in buyers:
+        pipe.set(f"peer:tok:{buyer.token}", buyer.user_id)
+    for slot, opens_ms, left in slots:
+        key = f"{slot.location.slug}|{slot.time_label}"
+        pipe.hset(f"peer:slot:{key}", mapping={"opens": opens_ms, "quota": slot.quota})
+        pipe.set(f"peer:left:{key}", left)
+    pipe.execute()
+    with connection.cursor() as cursor:
+        cursor.execute(PEER_TABLE)
+    port = devrun.free_port()
+    log = open(logs / "peer.log", "wb")
+    proc = subprocess.Popen(
+        [binary],
+        env={
+            **env,
+            "PEER_REDIS_URL": env["REDIS_URL"],
+            "PEER_DATABASE_URL": peer_database_url(env["DATABASE_URL"]),
+            "PEER_ADDR": f"127.0.0.1:{port}",
+        },
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=devrun._parent_death_signal(),
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the peer exited with {proc.returncode}; log in {logs / 'peer.log'}")
+            try:
+                with urllib.request.urlopen(f"{base}/ceiling", timeout=2):  # noqa: S310 (loopback only)
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        for key in r.scan_iter("peer:*", count=1000):
+            r.delete(key)
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS peer_ticket")
+
+
+def peer_war_requests(base: str, slot, tokens: list[str], path: str = "/api/war") -> list[bytes]:
+    from queueing.services import rehearsal
+
+    target = rehearsal.Target.parse(base)
+    body = json.dumps({"location_id": slot.location.slug, "time_slot": slot.time_label}).encode()
+    return [rehearsal.http_request(target, "POST", path, {"Authorization": f"Token {t}"}, body) for t in tokens]
+
+
+# --- A killed web worker ---------------------------------------------------------------------------------
+
+
+def worker_pids_answering(base: str, count: int) -> set[int]:
+    """Which workers answer ``count`` simultaneous requests on fresh connections."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(_):
+        request = urllib.request.Request(f"{base}/bench/ceiling", headers=PROXY_HEADERS)  # noqa: S310 (loopback)
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 (loopback only)
+                return int(response.headers["X-Worker-Pid"])
+        except (OSError, TypeError, ValueError):
+            return None
+
+    with ThreadPoolExecutor(count) as pool:
+        return {pid for pid in pool.map(one, range(count)) if pid}
+
+
+def worker_restart(stack: Stack, timeout: float = 30) -> dict:
+    """SIGKILL one gunicorn worker (idle server); ms until the master forked a replacement, and until that
+    replacement answered a request (an upper bound: requests go to whichever worker accepts first)."""
+    import psutil
+
+    master = psutil.Process(stack.procs["web"].pid)  # serve exec'd gunicorn: this pid is the master
+    before = {child.pid for child in master.children()}
+    victim = min(before)
+    started = time.monotonic()
+    os.kill(victim, signal.SIGKILL)
+    replacement = forked_ms = answered_ms = None
+    while time.monotonic() - started < timeout:
+        if replacement is None:
+            new = {child.pid for child in master.children()} - before
+            if new:
+                replacement = new.pop()
+                forked_ms = round((time.monotonic() - started) * 1000)
+            else:
+                time.sleep(0.002)
+                continue
+        if replacement in worker_pids_answering(stack.http, 4 * len(before)):
+            answered_ms = round((time.monotonic() - started) * 1000)
+            break
+    result = {"killed": victim, "replacement": replacement, "forked_ms": forked_ms, "first_answer_ms": answered_ms}
+    say(f"worker restart: {result}")
+    return result
+
+
 # --- The run ------------------------------------------------------------------------------------------
+
+
+def peer_comparison(ours: list[Steady], peer: list[Steady]) -> dict:
+    """Ours against the peer, path by path (the same requests, load generator and connections)."""
+    by_name = {p.name: p for p in ours}
+    rows = []
+    for theirs in peer:
+        path = theirs.name.removeprefix("peer: ")
+        mine = by_name.get(path if path == "ceiling" else f"war: {path}")
+        rows.append(
+            {
+                "path": path,
+                "ours_rps": mine.rps if mine else None,
+                "peer_rps": theirs.rps,
+                "ratio": round(mine.rps / theirs.rps, 3) if mine and theirs.rps else None,
+                "peer_p99_ms": theirs.latency["p99_ms"],
+                "peer_codes": theirs.codes,
+            }
+        )
+    return {"binary": os.environ.get(PEER_ENV), "rows": rows}
 
 
 def measure(sizes: Sizes, env: dict[str, str], data_dir: Path) -> dict:
@@ -344,11 +505,13 @@ def measure(sizes: Sizes, env: dict[str, str], data_dir: Path) -> dict:
 
     stack = Stack(env, data_dir / "logs", devrun.free_port(), devrun.free_port(), sizes.workers, sizes.threads)
     result: dict = {"sizes": asdict(sizes)}
+    peer_binary = os.environ.get(PEER_ENV)
     with running(stack):
         say(f"production stack up: gunicorn {sizes.workers}x{sizes.threads} at {stack.http}, daphne at {stack.ws}")
         ceiling = ceiling_requests(stack.http, tokens)
         too_early = war_requests(stack.http, not_open, tokens)
         sold = war_requests(stack.http, sold_out, tokens)
+        limited = war_requests(stack.http, sold_out, tokens[: sizes.limited_buyers])
         steady("warm-up (ceiling)", stack.http, ceiling, sizes, sizes.warmup_seconds)
         steady("warm-up (war)", stack.http, too_early, sizes, sizes.warmup_seconds)
 
@@ -357,30 +520,56 @@ def measure(sizes: Sizes, env: dict[str, str], data_dir: Path) -> dict:
             steady("ceiling", stack.http, ceiling, sizes, sizes.seconds),
             steady("war: sold out", stack.http, sold, sizes, sizes.seconds),
             steady("war: not yet open", stack.http, too_early, sizes, sizes.seconds),
+            steady("war: rate limited", stack.http, limited, sizes, sizes.seconds),
         ]
         rejection_transactions = pg_transactions() - before
         phases.append(steady("ceiling (again)", stack.http, ceiling, sizes, sizes.seconds))
         stack.check()
 
-        storms = []
+        peer_phases = []
+        if peer_binary:
+            from queueing.services.clock import redis_now_ms
+
+            now_ms = redis_now_ms()
+            peer_slots = [(sold_out, now_ms - 5_000, 0), (not_open, now_ms + 3_600_000, not_open.quota)]
+            with peer_running(peer_binary, env, stack.logs, buyers, peer_slots) as peer:
+                say(f"peer ({PEER_ENV}={peer_binary}) at {peer}")
+                steady("peer: warm-up", peer, peer_war_requests(peer, not_open, tokens), sizes, sizes.warmup_seconds)
+                peer_phases = [
+                    steady("peer: ceiling", peer, peer_war_requests(peer, sold_out, tokens, "/ceiling"), sizes,
+                           sizes.seconds),
+                    steady("peer: sold out", peer, peer_war_requests(peer, sold_out, tokens), sizes, sizes.seconds),
+                    steady("peer: not yet open", peer, peer_war_requests(peer, not_open, tokens), sizes,
+                           sizes.seconds),
+                ]  # fmt: skip
+        else:
+            say(f"no peer: set {PEER_ENV}=/path/to/seed-go-peer to measure the seed's design alongside")
+
+        # First without viewers (the war path's own storm: the commit target), then watched by viewers
+        # on the same two cores (the viewers' target), trying fewer viewers if a size fails.
+        storms = [storm(stack, sizes, 0)]
         for viewers in sizes.viewers:
             report = storm(stack, sizes, viewers)
             storms.append(report)
             if viewers_worked(report, viewers) or not report["exact"]:
                 break
         stack.check()
+        restart = worker_restart(stack)
+        stack.check()
 
-    ceiling_rps = (phases[0].rps + phases[3].rps) / 2
+    ceiling_rps = (phases[0].rps + phases[-1].rps) / 2
     main_storm = storms[0]
     worked = next((s for s in storms if viewers_worked(s, s["run"]["viewers"])), None)
     result.update(
         ceiling_rps=round(ceiling_rps, 1),
         phases=[p.row(ceiling_rps) for p in phases],
+        peer=peer_comparison(phases, peer_phases) if peer_phases else None,
         rejection_pg_transactions=rejection_transactions,
-        rejection_requests=phases[1].requests + phases[2].requests,
+        rejection_requests=sum(p.requests for p in phases[1:4]),
         storms=storms,
         storm_ratio=round(main_storm["throughput_rps"] / ceiling_rps, 3) if main_storm["throughput_rps"] else None,
         largest_viewers_that_worked=worked["run"]["viewers"] if worked else None,
+        worker_restart=restart,
         exact=all(s["exact"] for s in storms),
     )
     rehearsal.cleanup()
@@ -462,19 +651,87 @@ def table(result: dict) -> str:
             f"| opening → sold out in Redis ({tag}) | {_ms(db['open_to_sold_out_ms'])} |",
             f"| opening → last seat committed in PostgreSQL ({tag}) | {_ms(db['open_to_last_commit_ms'])} |",
             f"| exact ({tag}) | {'yes' if report['exact'] else 'NO: ' + '; '.join(report['violations'])} |",
-            f"| viewers connected / saw 0 ({tag}) | {seen.get('connected')} / {seen.get('saw_zero')} |",
-            f"| sold out → last viewer shows 0 ({tag}) | {_ms(seen.get('last_saw_zero_after_sell_out_ms'))} |",
-            f"| messages per viewer per second ({tag}) | {seen.get('messages_per_viewer_per_second')} |",
         ]
+        if report["run"]["viewers"]:
+            lines += [
+                f"| viewers connected / saw 0 ({tag}) | {seen.get('connected')} / {seen.get('saw_zero')} |",
+                f"| sold out → last viewer shows 0 ({tag}) | {_ms(seen.get('last_saw_zero_after_sell_out_ms'))} |",
+                f"| messages per viewer per second ({tag}) | {seen.get('messages_per_viewer_per_second')} |",
+            ]
     lines.append(
         "| largest viewer count that worked (all connected and showed 0 within 15 s of the storm's end) | "
         f"{result['largest_viewers_that_worked'] or 'none'} |"
     )
     lines.append(
-        f"| PostgreSQL transactions during the two rejection phases (all processes) | "
+        f"| PostgreSQL transactions during the three rejection phases (all processes) | "
         f"{result['rejection_pg_transactions']:,} for {result['rejection_requests']:,} requests |"
     )
+    restart = result["worker_restart"]
+    lines.append(
+        f"| a web worker killed (SIGKILL) → replacement forked / answering | {_ms(restart['forked_ms'])} / "
+        f"{_ms(restart['first_answer_ms'])} |"
+    )
+    lines.append("")
+    if result["peer"]:
+        lines += [
+            "| against the seed's design (Go/Gin + Redis peer) | ours req/s | peer req/s | ours / peer | peer p99 ms |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for row in result["peer"]["rows"]:
+            ratio = "—" if row["ratio"] is None else f"{row['ratio']:.0%}"
+            lines.append(
+                f"| {row['path']} | {row['ours_rps'] or 0:,.0f} | {row['peer_rps']:,.0f} | {ratio} | "
+                f"{row['peer_p99_ms']} |"
+            )
+    else:
+        lines.append(f"(No peer column: {PEER_ENV} was not set.)")
     return "\n".join(lines)
+
+
+def reading(result: dict) -> list[str]:
+    """The run against the targets of the war path (issue 10), in words: what met them and what did not."""
+
+    def verdict(ok: bool | None) -> str:
+        return "not measured" if ok is None else ("met" if ok else "NOT met")
+
+    phases = {p["name"]: p for p in result["phases"]}
+    storm = result["storms"][0]  # without viewers
+    watched = next((s for s in result["storms"] if s["run"]["viewers"]), storm)
+    commit_ms = storm["database"]["open_to_last_commit_ms"]
+    seen = watched["viewers"]
+    restart = result["worker_restart"]["first_answer_ms"]
+    lines = ["### Reading this run", ""]
+    if result["peer"]:
+        for row in result["peer"]["rows"]:
+            if row["path"] != "ceiling" and row["ratio"] is not None:
+                lines.append(
+                    f"- Refusals, {row['path']}: {row['ours_rps']:,.0f} req/s, {row['ratio']:.0%} of the peer's "
+                    f"{row['peer_rps']:,.0f} (target ≥ 50 %): {verdict(row['ratio'] >= 0.5)}."
+                )
+    else:
+        lines.append(f"- Refusals against the peer: not measured ({PEER_ENV} unset).")
+    lines.append(
+        f"- Refusals against our own ceiling: sold out {phases['war: sold out']['ratio']:.0%}, not yet open "
+        f"{phases['war: not yet open']['ratio']:.0%}, rate limited {phases['war: rate limited']['ratio']:.0%}; "
+        f"{result['rejection_pg_transactions']:,} PostgreSQL transactions in all processes meanwhile."
+    )
+    lines.append(
+        f"- Opening storm ({storm['run']['users']:,} buyers, {storm['run']['concurrency']} connections, "
+        f"{storm['slot']['quota']:,} seats): last seat committed {_ms(commit_ms)} after opening (target ≤ 1,000 ms): "
+        f"{verdict(None if commit_ms is None else commit_ms <= 1000)}; exact: {'yes' if storm['exact'] else 'NO'}."
+    )
+    zero_ms = seen.get("last_saw_zero_after_sell_out_ms")
+    lines.append(
+        f"- The same storm watched by {watched['run']['viewers']:,} viewers: last seat committed "
+        f"{_ms(watched['database']['open_to_last_commit_ms'])} after opening; {seen.get('saw_zero')} saw 0, the "
+        f"last {_ms(zero_ms)} after sell-out (target: 5,000 viewers ≤ 1,000 ms): "
+        f"{verdict(None if zero_ms is None else (zero_ms <= 1000 and seen.get('saw_zero') >= 5000))}."
+    )
+    lines.append(
+        f"- Killed web worker: its replacement answered {_ms(restart)} after the kill (target < 1,000 ms): "
+        f"{verdict(None if restart is None else restart < 1000)}."
+    )
+    return lines
 
 
 def write_entry(result: dict, command: str) -> None:
@@ -493,6 +750,8 @@ def write_entry(result: dict, command: str) -> None:
         f"- Duration: {result['duration_s']:.0f} s in all.",
         "",
         table(result),
+        "",
+        *reading(result),
         "",
     ]
     text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# Benchmarks\n"
@@ -573,6 +832,8 @@ def main(argv: list[str] | None = None) -> int:
     result["command"] = command
     print()
     print(table(result))
+    print()
+    print("\n".join(reading(result)))
     print()
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, default=str))

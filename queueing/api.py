@@ -7,16 +7,21 @@ import json
 import re
 
 from django.conf import settings
+from django.http import HttpResponse
+from django.middleware.csrf import CsrfViewMiddleware
 from django.utils import translation
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import permissions, serializers
-from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.auth import CachedSessionAuthentication, CachedTokenAuthentication
+from accounts.auth import INVALID_TOKEN, CachedSessionAuthentication, CachedTokenAuthentication, token_from_header
 from accounts.services import identity
+from accounts.services.identity import Principal
 from queueing.models import CODE_ALPHABET, TIME_LABEL_RE, Slot
 from queueing.serializers import (
     CancelResultSerializer,
@@ -30,8 +35,9 @@ from queueing.serializers import (
 from queueing.services import clock, draws, pages, quota, reservations, warroom
 from queueing.services.errors import ERRORS, SUCCESS_STATUS, ReservationError
 from queueing.services.store import ms_to_datetime
-from wartiket.api_errors import error_response, error_responses
+from wartiket.api_errors import error_body, error_response, error_responses
 from wartiket.http import client_ip
+from wartiket.outages import is_outage
 
 # The war body is ~80 bytes; anything much larger is refused before it is read.
 WAR_MAX_BODY = 4096
@@ -39,46 +45,57 @@ WAR_MAX_BODY = 4096
 # A ticket code as ``new_ticket_code`` prints it, XXXX-XXXX-XXXX in Crockford base32 (URLs and schema).
 TICKET_CODE_PATTERN = "-".join([f"[{CODE_ALPHABET}]{{4}}"] * 3)
 
+# --- POST /api/war ----------------------------------------------------------------------------------------
+#
+# A plain Django view, not DRF: tens of thousands of attempts a second are refused here, and DRF's request
+# cycle (request wrapping, negotiation, parsers, permission and exception machinery, the serializer) cost
+# about a fifth of each (docs/benchmarks.md). It does only what the endpoint needs, for token and session
+# callers alike: authenticate from the identity cache, CSRF for sessions, read and check the body, and
+# answer with the API's JSON error shape (``wartiket/api_errors.py``). ``WarView`` below describes it in
+# the OpenAPI schema; it is never routed.
 
-# Plainly valid war bodies skip the serializer (profiled: the largest single cost of a refused attempt after
-# the two Redis round trips). These accept only what WarRequestSerializer accepts, with the same values;
-# anything else goes through the serializer, which then gives the usual error.
-_PLAIN_SLUG = re.compile(r"[-a-zA-Z0-9_]{1,64}\Z")
-_PLAIN_DATE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
+_SLUG = re.compile(r"[-a-zA-Z0-9_]{1,64}\Z")
+REQUIRED = _("Wajib diisi.")
+FIELD_MESSAGES = {
+    "location_id": _("Harus berupa kode lokasi: huruf, angka, - atau _, paling banyak 64 karakter."),
+    "time_slot": _("Jam harus berformat HH:MM, misalnya 10:00."),
+    "date": _("Tanggal harus berformat YYYY-MM-DD."),
+    "user_id": _("Harus berupa teks atau bilangan bulat."),
+}
+NOT_AN_OBJECT = _("Isi permintaan harus berupa objek JSON.")
 
 
-def plain_war_fields(data) -> dict | None:
-    """The war body's fields when they are plainly valid, else None."""
+def war_fields(data) -> tuple[dict, dict]:
+    """The war body's fields, and what is wrong with which (empty when valid). The schema: WarRequestSerializer."""
     if not isinstance(data, dict):
-        return None
+        return {}, {"non_field_errors": [str(NOT_AN_OBJECT)]}
+    fields: dict = {}
+    errors: dict = {}
+    for name in ("location_id", "time_slot"):
+        if name not in data:
+            errors[name] = [str(REQUIRED)]
     location, label = data.get("location_id"), data.get("time_slot")
-    if not (isinstance(location, str) and _PLAIN_SLUG.match(location)):
-        return None
-    if not (isinstance(label, str) and len(label) == 5 and TIME_LABEL_RE.match(label)):
-        return None
-    fields = {"location_id": location, "time_slot": label}
+    if "location_id" in data and not (isinstance(location, str) and _SLUG.match(location)):
+        errors["location_id"] = [str(FIELD_MESSAGES["location_id"])]
+    if "time_slot" in data and not (isinstance(label, str) and len(label) == 5 and TIME_LABEL_RE.match(label)):
+        errors["time_slot"] = [str(FIELD_MESSAGES["time_slot"])]
     if "date" in data:
-        raw = data["date"]
-        if not (isinstance(raw, str) and _PLAIN_DATE.match(raw)):
-            return None
         try:
-            fields["date"] = datetime.date.fromisoformat(raw)
-        except ValueError:
-            return None
+            fields["date"] = datetime.date.fromisoformat(data["date"])
+        except (TypeError, ValueError):
+            errors["date"] = [str(FIELD_MESSAGES["date"])]
     if "user_id" in data:
         user_id = data["user_id"]
         if isinstance(user_id, bool) or not isinstance(user_id, (str, int)):
-            return None
-        fields["user_id"] = str(user_id)
-    return fields
+            errors["user_id"] = [str(FIELD_MESSAGES["user_id"])]
+        else:
+            # Accepted for compatibility with the seed's curl; must name the caller, never someone else.
+            fields["user_id"] = str(user_id)
+    fields.update(location_id=location, time_slot=label)
+    return fields, errors
 
 
-class JSONOnlyNegotiation(DefaultContentNegotiation):
-    """The war endpoint answers JSON whatever the Accept header says; parsing Accept cost every attempt."""
-
-    def select_renderer(self, request, renderers, format_suffix=None):
-        return renderers[0], renderers[0].media_type
-
+_JSON = JSONRenderer()
 
 # Translated refusal messages by (code, language): resolving the lazy text cost each refusal a catalog lookup.
 _details: dict[tuple[str, str], str] = {}
@@ -92,11 +109,25 @@ def _detail(code: str) -> str:
     return text
 
 
-def war_answer(request, principal, data: dict) -> Response:
-    """One war attempt with validated fields, as an (unrendered) Response: both ways into WarView end here."""
+def json_answer(body: dict, status: int, *, retry_after: int | None = None) -> HttpResponse:
+    # DRF's renderer only to encode: the same bytes the rest of the API sends (dates, compact separators).
+    response = HttpResponse(_JSON.render(body), status=status, content_type="application/json")
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
+    return response
+
+
+def refusal(code: str, *, detail: str | None = None, retry_after: int | None = None, counted=False, **data):
+    """A war refusal in the API's error shape, counted in the war room unless reserve.lua counted it."""
+    if not counted:
+        warroom.count_error(code)
+    return json_answer(error_body(code, detail or _detail(code), **data), ERRORS[code][0], retry_after=retry_after)
+
+
+def war_answer(request, principal, data: dict) -> HttpResponse:
+    """One war attempt with validated fields: the one bridge between HTTP and ``reservations.reserve``."""
     if "user_id" in data and data["user_id"] != str(principal.id):
-        warroom.count_error("user_mismatch")
-        return error_response("user_mismatch")
+        return refusal("user_mismatch")
     try:
         result = reservations.reserve(
             principal,
@@ -110,55 +141,89 @@ def war_answer(request, principal, data: dict) -> Response:
             fault=request.META.get("HTTP_X_WAR_FAULT") if settings.WAR_FAULT_INJECTION else None,
         )
     except ReservationError as exc:
-        # Answered here rather than through an exception handler: most attempts in a war end here.
-        if not exc.counted:
-            warroom.count_error(exc.code)
-        return error_response(exc.code, detail=_detail(exc.code), retry_after=exc.retry_after, **exc.data)
-    return Response(result.body(), status=SUCCESS_STATUS[result.outcome])
+        # Most attempts in a war end here.
+        return refusal(exc.code, retry_after=exc.retry_after, counted=exc.counted, **exc.data)
+    return json_answer(result.body(), SUCCESS_STATUS[result.outcome])
 
 
-def _quiet(response):
-    if 400 <= response.status_code < 500:
-        # Refusals are the war's normal answers, thousands a second, counted by the war room: a
-        # django.request warning line for each would cost more than the refusal itself.
-        response._has_been_logged = True
+class _CsrfCheck(CsrfViewMiddleware):
+    """Django's CSRF check as a function: the reason a request fails it, or None (as DRF's sessions do)."""
+
+    def _reject(self, request, reason):
+        return reason
+
+
+def csrf_refused(request) -> bool:
+    check = _CsrfCheck(lambda _request: None)
+    check.process_request(request)
+    return check.process_view(request, None, (), {}) is not None
+
+
+def _caller(request) -> Principal | HttpResponse:
+    """Who is calling, from the identity cache (no PostgreSQL), or the refusal to send."""
+    try:
+        raw = token_from_header(request)
+    except AuthenticationFailed as exc:
+        return _unauthenticated(str(exc.detail))
+    if raw is not None:
+        principal = identity.principal_for_token(raw)
+        return principal if principal is not None else _unauthenticated(str(INVALID_TOKEN))
+    principal = identity.principal_for_session(request.session)
+    if principal is None:
+        return _unauthenticated()
+    # A token is no ambient credential, a session cookie is: only sessions are checked, as DRF does.
+    if csrf_refused(request):
+        return refusal("csrf_failed")
+    return principal
+
+
+def _unauthenticated(detail: str | None = None) -> HttpResponse:
+    response = refusal("not_authenticated", detail=detail)
+    response["WWW-Authenticate"] = "Token"
     return response
 
 
-_JSON = JSONRenderer()
-
-
-def token_attempt(request):
-    """A plain token-authenticated JSON attempt, answered without DRF's request cycle; else None.
-
-    Profiled on a refused attempt, DRF's dispatch around the view (request wrapping, negotiation,
-    permission and exception machinery, its JSON parsing) cost about a fifth of the request. Bots and
-    API clients send exactly this shape, thousands a second. Anything else (session login, another
-    content type, an unknown token, a body that needs the serializer's explanation) returns None and
-    goes through the full DRF view, which answers it as it always did.
-    """
-    meta = request.META
-    parts = meta.get("HTTP_AUTHORIZATION", "").split()
-    if request.method != "POST" or len(parts) != 2 or parts[0].lower() != "token":
-        return None
-    if meta.get("CONTENT_TYPE", "").split(";")[0].strip().lower() != "application/json":
-        return None
-    length = meta.get("CONTENT_LENGTH")
-    if not length or not length.isdigit() or int(length) > WAR_MAX_BODY:
-        return None
-    principal = identity.principal_for_token(parts[1])
-    if principal is None:
-        return None
+def _body(request) -> tuple[object, HttpResponse | None]:
+    if not request.body:
+        return {}, None  # as DRF: an empty body is an empty object, refused below for its missing fields
+    if request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower() != "application/json":
+        return None, refusal("unsupported_media_type")
     try:
-        data = plain_war_fields(json.loads(request.body))
+        return json.loads(request.body, parse_constant=_no_constant), None
     except (ValueError, RecursionError):
-        # Malformed, or nested deeper than Python's recursion limit: the DRF view's parser explains it.
-        return None
-    if data is None:
-        return None
-    response = war_answer(request, principal, data)
-    response.accepted_renderer, response.accepted_media_type, response.renderer_context = _JSON, "application/json", {}
-    return _quiet(response)
+        # Malformed, not UTF-8, NaN/Infinity, or nested deeper than Python's recursion limit.
+        return None, refusal("malformed_json")
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+@csrf_exempt  # checked in _caller, for session callers only
+def war(request) -> HttpResponse:
+    """POST /api/war (see ``WarView`` for what it answers)."""
+    try:
+        if request.method != "POST":
+            response = refusal("method_not_allowed")
+            response["Allow"] = "POST"
+            return response
+        caller = _caller(request)
+        if isinstance(caller, HttpResponse):
+            return caller
+        length = request.META.get("CONTENT_LENGTH") or "0"
+        if not length.isdigit() or int(length) > WAR_MAX_BODY:
+            return refusal("too_large")
+        data, refused = _body(request)
+        if refused is not None:
+            return refused
+        fields, errors = war_fields(data)
+        if errors:
+            return refusal("invalid", errors=errors)
+        return war_answer(request, caller, fields)
+    except Exception as exc:
+        # Counted, then answered where every outage is (ServiceUnavailableMiddleware: 503 + Retry-After).
+        warroom.count_error("unavailable" if is_outage(exc) else "server_error")
+        raise
 
 
 RETRY_AFTER = OpenApiParameter(
@@ -176,27 +241,12 @@ class WarView(APIView):
     The server's clock decides when the war opens, never the device's. One holding ticket per person per
     slot (and per war day); retrying after a lost answer is safe: the ticket already held comes back with
     200 `already_reserved`. Attempts are rate-limited per account and per address (429 with Retry-After).
+    Sign in with `Authorization: Token <key>`, or with a session cookie and the CSRF token.
     """
 
-    # Rejections cost zero PostgreSQL queries. Plain token attempts are answered by ``token_attempt``
-    # before this class runs (see there); this class answers the rest (sessions, other bodies, errors).
-
+    # The OpenAPI description of ``war`` above, and nothing else: it is listed only in the schema's URLs
+    # (wartiket/schema_urls.py), never served.
     authentication_classes = [CachedTokenAuthentication, CachedSessionAuthentication]
-    permission_classes = [permissions.IsAuthenticated]
-    renderer_classes = [JSONRenderer]
-    content_negotiation_class = JSONOnlyNegotiation
-
-    @classmethod
-    def as_view(cls, **initkwargs):
-        full = super().as_view(**initkwargs)
-
-        def war(request, *args, **kwargs):
-            return token_attempt(request) or full(request, *args, **kwargs)
-
-        # What Django's CSRF check, DRF and drf-spectacular read off a view function.
-        war.cls, war.initkwargs, war.csrf_exempt = full.cls, full.initkwargs, True
-        war.__name__, war.__doc__ = full.__name__, full.__doc__
-        return war
 
     @extend_schema(
         request=WarRequestSerializer,
@@ -235,29 +285,7 @@ class WarView(APIView):
         },
     )
     def post(self, request):
-        if int(request.META.get("CONTENT_LENGTH") or 0) > WAR_MAX_BODY:
-            warroom.count_error("too_large")
-            return error_response("too_large")
-        data = plain_war_fields(request.data)
-        if data is None:
-            form = WarRequestSerializer(data=request.data)
-            form.is_valid(raise_exception=True)
-            data = form.validated_data
-        return war_answer(request, request.user, data)
-
-    def handle_exception(self, exc):
-        # The war room's error counter, on the error path only: what reserve.lua decided it counted itself.
-        try:
-            response = super().handle_exception(exc)
-        except Exception:
-            warroom.count_error("server_error")
-            raise
-        if not (isinstance(exc, ReservationError) and exc.counted):
-            warroom.count_error(response.data.get("code", "error") if isinstance(response.data, dict) else "error")
-        return response
-
-    def finalize_response(self, request, response, *args, **kwargs):
-        return _quiet(super().finalize_response(request, response, *args, **kwargs))
+        raise NotImplementedError("documentation only: POST /api/war is served by queueing.api.war")
 
 
 class TimeView(APIView):

@@ -1,4 +1,4 @@
-"""The production recipe (bench/production.py, docs/deploy.md) loses Redis mid-war and heals by itself.
+"""The production recipe (wartiket/serve.py, docs/deploy.md) loses Redis mid-war and heals by itself.
 
 gunicorn (preloaded, gthread), live_quota, a Celery worker and beat run as in production against a
 private Redis server; 1,000 buyers storm a 200-seat war and keep retrying on 503 as the page does. When
@@ -16,7 +16,6 @@ from collections import Counter
 import pytest
 from django.db import connection
 
-from bench import production
 from queueing.models import Ticket
 from queueing.services import audit, catalog, clock, heal
 from queueing.tests.test_storm import make_buyers, one_ticket_per_person_and_day
@@ -24,6 +23,7 @@ from tests.factory import make_slot
 from tests.live import free_port, logged_process, poll, wait_for
 from tests.private_redis import PrivateRedis
 from tests.storm import storm
+from wartiket import serve
 from wartiket.redis_client import reset_redis
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -47,14 +47,13 @@ def test_the_production_recipe_heals_a_redis_restarted_empty_mid_war_and_ends_ex
         port = free_port()
         url = redis_server.url()
         env = {"TEST_REDIS_URL": url, "CELERY_BROKER_URL": url, "WAR_RATE_LIMIT_IP": "0"}
-        recipe = dict(production.recipe(http_bind=f"127.0.0.1:{port}", schedule=str(tmp_path / "beat"), workers=2))
-        # Several gunicorns on one machine (other test runs) must not share its per-user control socket.
-        web = [*production.runnable(recipe["web"]), "--no-control-socket"]
+        recipe = dict(serve.recipe(serve.Config(port=port, schedule=str(tmp_path / "beat"), workers=2)))
+        web = serve.runnable(recipe["web"])
         with (
             logged_process(web, tmp_path / "web.log", **env) as web_proc,
-            logged_process(production.runnable(recipe["live"]), tmp_path / "live.log", **env),
-            logged_process(production.runnable(recipe["worker"]), tmp_path / "worker.log", **env),
-            logged_process(production.runnable(recipe["beat"]), tmp_path / "beat.log", **env),
+            logged_process(serve.runnable(recipe["live"]), tmp_path / "live.log", **env),
+            logged_process(serve.runnable(recipe["worker"]), tmp_path / "worker.log", **env),
+            logged_process(serve.runnable(recipe["beat"]), tmp_path / "beat.log", **env),
         ):
             base = f"http://127.0.0.1:{port}"
             wait_for(f"{base}/api/time", proc=web_proc, timeout=60)

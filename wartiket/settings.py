@@ -363,8 +363,14 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
-    # axes: its INFO lines (start-up banner, every successful login) would be noise; failures stay WARNING.
-    "loggers": {"django.server": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
+    # The war's refusals (4xx) are its normal answers, counted by the war room: no log line each.
+    "filters": {"quiet_war_refusals": {"()": "wartiket.logfilters.QuietClientErrors", "paths": ["/api/war"]}},
+    "loggers": {
+        "django.request": {"filters": ["quiet_war_refusals"]},
+        "django.server": {"level": "WARNING"},
+        # axes: its INFO lines (start-up banner, every successful login) would be noise; failures stay WARNING.
+        "axes": {"level": "WARNING"},
+    },
 }
 
 # --- Buyer pages ------------------------------------------------------------------------------

@@ -17,8 +17,14 @@ How long a stale entry can be used — the bound:
   ``identity_changed_at`` is younger than ``IDENTITY_TTL`` (older entries have expired anyway).
 
 So a banned account is refused within about a second, and only a listener that cannot reach PostgreSQL
-or Redis for the whole hour leaves an entry to its TTL. The hot path pays nothing for it: a cached
-lookup is one Redis GET.
+or Redis for the whole hour leaves an entry to its TTL.
+
+In front of Redis each process keeps what it read (``local``, ``LOCAL_TTL``), so a caller who comes back
+soon (a buyer retrying, a bot) costs no identity round trip at all: the war attempt is then one Redis call.
+That copy is used only while this process's listener is connected and caught up (otherwise every lookup
+goes to Redis as before), and the listener drops it exactly as it drops the Redis entries: for a changed
+user (the trigger), and for a deleted token (``forget_token`` NOTIFYs ``identity_key`` at commit).
+Every process has its own listener, so every process drops its copy within about a second.
 """
 
 from __future__ import annotations
@@ -43,6 +49,10 @@ log = logging.getLogger(__name__)
 IDENTITY_TTL = 3600
 # Unknown tokens are remembered briefly so a bot spraying garbage tokens cannot hammer PostgreSQL.
 NEGATIVE_TTL = 30
+# The in-process copy: how long an entry lives if nothing drops it first, and how many a process keeps.
+LOCAL_TTL = 30.0
+LOCAL_MAX = 100_000
+UNKNOWN = "-"
 
 
 @dataclass(frozen=True)
@@ -100,22 +110,74 @@ def principal_for_user(user: User) -> Principal | None:
     return _principal(_facts(user))
 
 
+class LocalCopy:
+    """This process's copy of identity entries: key -> facts (or ``UNKNOWN``), trusted while the listener is."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[float, dict | str]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> dict | str | None:
+        if not listener.ready.is_set():
+            return None
+        entry = self._entries.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, key: str, value: dict | str, ttl: float = LOCAL_TTL) -> None:
+        if not listener.ready.is_set():
+            return
+        with self._lock:
+            if len(self._entries) >= LOCAL_MAX:
+                self._entries.clear()  # a spray of garbage tokens must not grow a process without bound
+            self._entries[key] = (time.monotonic() + ttl, value)
+
+    def drop(self, keys) -> None:
+        with self._lock:
+            for key in keys:
+                self._entries.pop(key, None)
+
+    def drop_users(self, user_ids) -> None:
+        user_ids = set(user_ids)
+        if not user_ids:
+            return
+        with self._lock:
+            stale = [k for k, (_, v) in self._entries.items() if isinstance(v, dict) and v["id"] in user_ids]
+            for key in stale:
+                del self._entries[key]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+local = LocalCopy()
+
+
 def principal_for_token(raw_key: str) -> Principal | None:
     listener.ensure_started()
-    key_hash = hash_secret(raw_key)
+    key = _token_key(hash_secret(raw_key))
+    facts = local.get(key)
+    if facts is None:
+        facts = _token_facts(key)
+    return None if facts == UNKNOWN else _principal(facts)
+
+
+def _token_facts(key: str) -> dict | str:
     r = get_redis()
-    cached = r.get(_token_key(key_hash))
-    if cached == "-":
-        return None
+    cached = r.get(key)
     if cached:
-        return _principal(json.loads(cached))
-    token = ApiToken.objects.select_related("user").filter(key_hash=key_hash).first()
+        facts = cached if cached == UNKNOWN else json.loads(cached)
+        local.put(key, facts, LOCAL_TTL if facts != UNKNOWN else min(LOCAL_TTL, NEGATIVE_TTL))
+        return facts
+    token = ApiToken.objects.select_related("user").filter(key_hash=key.rsplit(":", 1)[1]).first()
     if token is None:
-        r.set(_token_key(key_hash), "-", ex=NEGATIVE_TTL)
-        return None
+        r.set(key, UNKNOWN, ex=NEGATIVE_TTL)
+        return UNKNOWN
     facts = _facts(token.user)
-    r.set(_token_key(key_hash), json.dumps(facts), ex=IDENTITY_TTL)
-    return _principal(facts)
+    r.set(key, json.dumps(facts), ex=IDENTITY_TTL)
+    return facts
 
 
 def principal_for_session(session) -> Principal | None:
@@ -123,16 +185,20 @@ def principal_for_session(session) -> Principal | None:
     if user_id is None:
         return None
     listener.ensure_started()
-    r = get_redis()
-    cached = r.get(_user_key(user_id))
-    if cached:
-        facts = json.loads(cached)
-    else:
-        user = User.objects.filter(pk=user_id).first()
-        if user is None:
-            return None
-        facts = _facts(user)
-        r.set(_user_key(user_id), json.dumps(facts), ex=IDENTITY_TTL)
+    key = _user_key(user_id)
+    facts = local.get(key)
+    if facts is None:
+        r = get_redis()
+        cached = r.get(key)
+        if cached:
+            facts = json.loads(cached)
+            local.put(key, facts)
+        else:
+            user = User.objects.filter(pk=user_id).first()
+            if user is None:
+                return None
+            facts = _facts(user)
+            r.set(key, json.dumps(facts), ex=IDENTITY_TTL)
     # Same rule as django.contrib.auth.get_user: a password change logs out every other session.
     if not constant_time_compare(session.get(HASH_SESSION_KEY, ""), facts["sh"]):
         return None
@@ -140,14 +206,23 @@ def principal_for_session(session) -> Principal | None:
 
 
 def forget_user(user: User) -> None:
-    """Drop cached facts after the user or their tokens change (called from signals)."""
+    """Drop cached facts after the user or their tokens change (called from signals).
+
+    Other processes' copies: the trigger of migration accounts/0005 tells their listeners at commit."""
     keys = [_user_key(user.pk)]
     keys += [_token_key(h) for h in ApiToken.objects.filter(user=user).values_list("key_hash", flat=True)]
+    local.drop(keys)
+    local.drop_users([user.pk])
     get_redis().delete(*keys)
 
 
 def forget_token(key_hash: str) -> None:
-    get_redis().delete(_token_key(key_hash))
+    """A token was deleted: drop its entries here, and (at commit) in every process's copy."""
+    key = _token_key(key_hash)
+    local.drop([key])
+    get_redis().delete(key)
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT pg_notify(%s, %s)", [Listener.KEY_CHANNEL, key_hash])
 
 
 def _forget_user_ids(cursor, user_ids) -> None:
@@ -157,13 +232,24 @@ def _forget_user_ids(cursor, user_ids) -> None:
         return
     cursor.execute("SELECT key_hash FROM accounts_apitoken WHERE user_id = ANY(%s)", [user_ids])
     keys = [_user_key(uid) for uid in user_ids] + [_token_key(key_hash) for (key_hash,) in cursor.fetchall()]
+    local.drop(keys)
+    local.drop_users(user_ids)
     get_redis().delete(*keys)
+
+
+def _forget_tokens(key_hashes) -> None:
+    keys = [_token_key(key_hash) for key_hash in set(key_hashes)]
+    if keys:
+        local.drop(keys)
+        get_redis().delete(*keys)
 
 
 class Listener:
     """One thread per process: LISTEN identity, drop what the trigger names (see the module docstring)."""
 
     CHANNEL = "identity"
+    # Deleted tokens (forget_token): no trigger on tokens, the delete's own transaction notifies.
+    KEY_CHANNEL = "identity_key"
     # The second drop, for a lookup that read PostgreSQL just before the change and wrote after the first.
     AGAIN_AFTER = 1.0
     RETRY_AFTER = 1.0
@@ -205,28 +291,32 @@ class Listener:
             except Exception:  # whatever broke: reconnect, and catch up on what was missed
                 log.warning("identity listener: lost its connection, reconnecting", exc_info=True)
             self.ready.clear()
+            local.clear()  # what it copied may miss drops from now on: back to Redis for every lookup
             stop.wait(self.RETRY_AFTER)
 
     def _listen(self, stop: threading.Event) -> None:
         params = connections["default"].get_connection_params()
         with psycopg.connect(**params, autocommit=True) as conn, conn.cursor() as cursor:
             cursor.execute(f"LISTEN {self.CHANNEL}")
+            cursor.execute(f"LISTEN {self.KEY_CHANNEL}")
             # Changes made while nobody listened; entries older than the TTL are gone by themselves.
             cursor.execute(
                 "SELECT id FROM accounts_user WHERE identity_changed_at > now() - make_interval(secs => %s)",
                 [IDENTITY_TTL],
             )
             _forget_user_ids(cursor, [uid for (uid,) in cursor.fetchall()])
+            local.clear()  # nothing copied before this connection is known to be current
             self.ready.set()
-            again: dict[int, float] = {}
+            again: dict[tuple[str, str], float] = {}
             while not stop.is_set():
-                heard = {int(n.payload) for n in conn.notifies(timeout=0.25)}
-                _forget_user_ids(cursor, heard)
+                heard = {(n.channel, n.payload) for n in conn.notifies(timeout=0.25)}
                 now = time.monotonic()
-                due = [uid for uid, at in again.items() if at <= now]
-                _forget_user_ids(cursor, due)
-                for uid in due:
-                    del again[uid]
+                due = [item for item, at in again.items() if at <= now]
+                for item in due:
+                    del again[item]
+                drop = heard | set(due)
+                _forget_user_ids(cursor, [int(p) for c, p in drop if c == self.CHANNEL])
+                _forget_tokens([p for c, p in drop if c == self.KEY_CHANNEL])
                 again.update(dict.fromkeys(heard, now + self.AGAIN_AFTER))
 
 

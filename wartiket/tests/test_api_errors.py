@@ -46,7 +46,7 @@ def test_json_nested_too_deep_is_400_malformed_json_on_token_and_war():
     buyer = make_user()
     by_token = token_client(buyer)
     by_token.raise_request_exception = False
-    # Token attempts: token_attempt's own json.loads first, then (falling back) DRF's parser.
+    # Token and session callers: the war view's own json.loads.
     assert_api_error(by_token.post("/api/war", DEEP_SMALL, content_type="application/json"), 400, "malformed_json")
     by_session = quiet_client()
     by_session.force_login(buyer)

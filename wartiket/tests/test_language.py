@@ -55,7 +55,7 @@ def test_every_kind_of_api_error_follows_accept_language(settings):
     buyer = token_client(make_user())
     slot = make_slot(opens_in=3600)
     cases = {
-        # the war's fast path (token_attempt), and DRF's view with its parser
+        # the war view's refusals, and its body parsing
         "too_early": lambda lang: buyer.post("/api/war", war_body(slot), format="json", **lang),
         "malformed_json": lambda lang: buyer.post("/api/war", "{", content_type="application/json", **lang),
         # DRF's field errors inside, our message outside

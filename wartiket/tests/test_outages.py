@@ -111,11 +111,11 @@ def test_redis_out_of_memory_is_503_on_the_war_and_the_login_page_not_500(privat
     user, slot, raw = war_ready()
     session_buyer = Client()
     session_buyer.force_login(user)
-    # Caches the session's identity, so the attempt after the fill reaches reserve.lua by DRF's path.
+    # Caches the session's identity, so the attempt after the fill reaches reserve.lua.
     assert session_buyer.post("/api/war", {"location_id": "nowhere", "time_slot": "10:00"}, "application/json")
     fill_until_out_of_memory(private_redis)
 
-    # The token fast path (token_attempt) and the DRF view both meet OOM inside EVALSHA.
+    # Token and session callers both meet OOM inside EVALSHA.
     body = war_body(slot)
     assert_api_unavailable(client.post("/api/war", body, "application/json", HTTP_AUTHORIZATION=f"Token {raw}"))
     assert_api_unavailable(session_buyer.post("/api/war", body, "application/json"))
