@@ -3,13 +3,16 @@ refusals not logged (the LOGGING filter, not a private attribute), and no Postgr
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 
 import pytest
+from django.conf import settings
 from django.middleware.csrf import get_token
 from django.test import Client, RequestFactory
 
+from accounts.models import ApiToken
 from queueing.models import Ticket
 from queueing.services import warroom
 from tests.factory import make_slot, make_user, token_client, war_body
@@ -148,3 +151,59 @@ def test_it_is_the_logging_filter_that_silences_them(caplog):
         for f in configured:
             logger.addFilter(f)
     assert [r.levelno for r in war_lines(caplog)] == [logging.WARNING]
+
+
+def wsgi_call(method: str, path: str, body: bytes = b"", **environ) -> tuple[int, dict, bytes]:
+    """One request through the WSGI application gunicorn serves (wartiket.wsgi), not the test client's handler."""
+    from wsgiref.util import setup_testing_defaults
+
+    from wartiket.wsgi import application
+
+    env = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+        "HTTP_X_FORWARDED_PROTO": "https",
+        **environ,
+    }
+    setup_testing_defaults(env)
+    answer = {}
+
+    def start_response(status, headers, exc_info=None):
+        answer["status"], answer["headers"] = int(status.split()[0]), dict(headers)
+
+    chunks = application(env, start_response)
+    try:
+        content = b"".join(chunks)
+    finally:
+        getattr(chunks, "close", lambda: None)()
+    return answer["status"], answer["headers"], content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_war_posts_take_the_short_middleware_chain_and_keep_every_check():
+    """gunicorn's application sends POST /api/war through WAR_MIDDLEWARE (wartiket/wsgi.py), the rest through all."""
+    slot = make_slot(quota_size=2)
+    user = make_user()
+    token = ApiToken.issue(user)
+    body = json.dumps(war_body(slot)).encode()
+
+    status, headers, content = wsgi_call("POST", "/api/war", body, HTTP_AUTHORIZATION=f"Token {token}")
+    assert (status, json.loads(content)["code"]) == (201, "reserved"), content
+    # The security middleware ran; the frame-options middleware (pages only) did not.
+    assert headers["X-Content-Type-Options"] == "nosniff" and "X-Frame-Options" not in headers
+    status, headers, _ = wsgi_call("GET", "/api/time")
+    assert status == 200 and headers["X-Frame-Options"] == "DENY"
+
+    # Without Django's CSRF middleware the view's own check still refuses a session caller with no token.
+    session = Client()
+    session.force_login(make_user())
+    cookie = f"{settings.SESSION_COOKIE_NAME}={session.cookies[settings.SESSION_COOKIE_NAME].value}"
+    status, _, content = wsgi_call("POST", "/api/war", body, HTTP_COOKIE=cookie)
+    assert (status, json.loads(content)["code"]) == (403, "csrf_failed")
+    assert Ticket.objects.filter(slot=slot).count() == 1
+    # Refused before the body is read: nonsense is still a JSON error with its code.
+    status, _, content = wsgi_call("POST", "/api/war", b"{", HTTP_AUTHORIZATION=f"Token {token}")
+    assert (status, json.loads(content)["code"]) == (400, "malformed_json")
