@@ -60,7 +60,8 @@ function renderRows(figures) {
     const name = document.createElement("td");
     const link = document.createElement("a");
     link.href = "/staff/warroom/" + slot.id + "/";
-    link.textContent = slot.name;
+    // Non-breaking hyphens: a narrow column may wrap between the name's words, never inside its date.
+    link.textContent = slot.name.replace(/-/g, "\u2011");
     name.appendChild(link);
     tr.appendChild(name);
     const state = document.createElement("td");
