@@ -101,11 +101,15 @@ def reserve_keys(slot_id: int, day: str, user_id: int, client_ip: str, proof_key
     ]
 
 
+# Paths made once: building a Path on every attempt showed in the war path's profile.
+_SCRIPT_PATHS = {name: LUA_DIR / f"{name}.lua" for name in SCRIPT_NAMES}
+
+
 def script(name: str):
     """One of the war engine's Lua scripts (``SCRIPT_NAMES``), loaded once per process (see ``lua``)."""
-    if name not in SCRIPT_NAMES:
+    if name not in _SCRIPT_PATHS:
         raise KeyError(f"unknown script {name!r}")
-    return lua(LUA_DIR / f"{name}.lua")
+    return lua(_SCRIPT_PATHS[name])
 
 
 def release(
