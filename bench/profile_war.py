@@ -62,7 +62,6 @@ def main(argv: list[str] | None = None) -> int:
     import django
 
     django.setup()
-    from django.core.handlers.wsgi import WSGIHandler
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -73,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     sold_out = rehearsal.open_in(rehearsal.create_slot(1, time_label="08:00"), -5)
     reservations.reserve(Principal(id=buyers[0].user_id, has_nik=True), "latihan", "08:00", sold_out.date)
     not_open = rehearsal.create_slot(5, time_label="13:00")
-    app = WSGIHandler()
+    from wartiket.wsgi import application as app  # what gunicorn serves: /api/war through WAR_MIDDLEWARE
+
     token = buyers[1].token
 
     def body(slot) -> bytes:
