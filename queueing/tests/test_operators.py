@@ -51,7 +51,7 @@ def test_seed_demo_opens_the_demo_war_that_the_readme_curl_reaches(settings):
 
 def test_seed_demo_refuses_with_debug_off(settings):
     settings.DEBUG = False
-    with pytest.raises(Exception, match="Refusing"):
+    with pytest.raises(CommandError, match="Refusing"):
         run("seed_demo")
 
 
