@@ -26,7 +26,7 @@ import pytest
 from django.conf import settings
 from psycopg import sql
 
-from wartiket import instance
+from wartiket import devrun, instance
 from wartiket.env import database_from_url
 
 REPO = Path(__file__).resolve().parent.parent
@@ -415,3 +415,16 @@ def test_the_instance_file_never_overrides_the_environment_and_is_ignored_once_i
         assert instance.load(stale) is None
         assert "DATABASE_URL" not in stale
     assert not (tmp_path / "env").exists()
+
+
+def test_the_start_up_summary_links_the_demo_war_and_the_demo_draw_war(capsys, tmp_path):
+    seed_output = [
+        "Demo war: Graha Dipta 2026-12-03 10:00 (slot 2) opens at 2026-12-02 00:48:19 WIB, quota 100.",
+        "Demo draw: Setiabudi One 2026-12-04 13:00 (slot 15) takes entries now, drawn at 00:49:29 WIB.",
+        "  buyer  pembeli@example.com / antre-dulu-2026",
+    ]
+    devrun.announce("http://127.0.0.1:8000", tmp_path, None, seed_output, [])
+    out = capsys.readouterr().out + capsys.readouterr().err
+    assert "open it: http://127.0.0.1:8000/war/2/" in out
+    assert "open it: http://127.0.0.1:8000/war/15/" in out and "http://127.0.0.1:8000/draw/15/" in out
+    assert "pembeli@example.com / antre-dulu-2026" in out

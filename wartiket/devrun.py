@@ -784,9 +784,14 @@ def announce(url: str, data_dir: Path, log_dir: Path | None, seed_output: Iterab
     war_url = f"{url}/war/{slot.group(1)}/" if slot else f"{url}/war/"
     say("-" * 72)
     say(f"War Tiket Engine is up at {url}  (Ctrl-C stops everything)")
+    draw = next((line for line in seed_output if line.startswith("Demo draw:")), None)
+    draw_slot = re.search(r"\(slot (\d+)\)", draw or "")
     if demo:
         say(demo)
         say(f"  open it: {war_url}")
+    if draw and draw_slot:
+        say(draw)
+        say(f"  open it: {url}/war/{draw_slot.group(1)}/  (the draw's record: {url}/draw/{draw_slot.group(1)}/)")
         say("Logins (email / password):")
         for login in logins:
             say(f"  {login}")
