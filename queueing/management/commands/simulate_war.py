@@ -237,15 +237,12 @@ def _print_report(console: Console, report: dict, plot_path: str | None) -> None
         figures.add_row("messages per viewer per second", "—" if rate is None else f"{rate:.2f}")
     draw = report.get("draw")
     if draw:
-        figures.add_row("draw: entries answered", f"{draw['entries_answered']:,}")
-        rate = draw["entries_per_second"]
-        figures.add_row("draw: entries per second", "—" if rate is None else f"{rate:,.0f}")
-        figures.add_row(
-            "draw: entrants at close", "—" if draw["entrants_at_close"] is None else f"{draw['entrants_at_close']:,}"
-        )
+        figures.add_row("draw: entries answered", _count(draw["entries_answered"]))
+        figures.add_row("draw: entries per second", _count(draw["entries_per_second"]))
+        figures.add_row("draw: entrants at close", _count(draw["entrants_at_close"]))
         figures.add_row("draw: duration", _ms(draw["draw_duration_ms"]))
         figures.add_row("draw time → every winner committed", _ms(draw["draw_at_to_all_committed_ms"]))
-        figures.add_row("draw: waiting list", "—" if draw["waiting_list"] is None else f"{draw['waiting_list']:,}")
+        figures.add_row("draw: waiting list", _count(draw["waiting_list"]))
         figures.add_row("draw: verified", "yes" if not draw["verify_problems"] else "NO")
     console.print(figures)
 
