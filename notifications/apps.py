@@ -15,3 +15,4 @@ class NotificationsConfig(AppConfig):
         # dispatch_uid: ready() can run more than once (tests, autoreload); connect once.
         events.reserved.connect(receivers.ticket_reserved, dispatch_uid="notifications.ticket_reserved")
         events.cancelled.connect(receivers.ticket_cancelled, dispatch_uid="notifications.ticket_cancelled")
+        events.drawn.connect(receivers.draw_made, dispatch_uid="notifications.draw_made")

@@ -96,6 +96,9 @@ class Notification(models.Model):
         TICKET_CANCELLED = "ticket_cancelled", _("tiket dibatalkan")
         REMINDER = "reminder", _("pengingat war")
         LINKED = "linked", _("akun terhubung")
+        # Draw mode: an entrant the draw put on the waiting list (object: the slot id). Winners hear
+        # TICKET_RESERVED like any buyer.
+        DRAW_WAITING = "draw_waiting", _("daftar tunggu undian")
 
     class Status(models.TextChoices):
         PENDING = "pending", _("menunggu")

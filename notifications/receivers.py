@@ -12,3 +12,7 @@ def ticket_reserved(sender, code: str, **kwargs) -> None:
 
 def ticket_cancelled(sender, code: str, **kwargs) -> None:
     queue.ticket_event_after_commit(Notification.Kind.TICKET_CANCELLED.value, code)
+
+
+def draw_made(sender, slot_id: int, **kwargs) -> None:
+    queue.draw_result_after_commit(slot_id)

@@ -44,6 +44,15 @@ def ticket_event(kind: str, code: str) -> str:
     return _deliver_or_schedule(notification_id)
 
 
+@shared_task(name="notifications.draw_result", acks_late=True, ignore_result=True)
+def draw_result(slot_id: int) -> int:
+    """A draw is made: each entrant on its waiting list hears their place (winners hear of their ticket)."""
+    ids = notify.record_draw_waiting(slot_id)
+    for notification_id in ids:
+        deliver_notification.delay(notification_id)
+    return len(ids)
+
+
 @shared_task(name="notifications.send_due_reminders", acks_late=True, ignore_result=True)
 def send_due_reminders() -> int:
     ids = notify.record_due_reminders(clock.redis_now())

@@ -15,7 +15,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone, translation
 
 from notifications.models import Notification
-from queueing.models import Slot, Ticket
+from queueing.models import DrawEntry, Slot, Ticket
 
 
 class Gone(Exception):
@@ -69,4 +69,14 @@ def _context(notification: Notification, now: datetime.datetime) -> dict:
         }
     if kind == Notification.Kind.LINKED:
         return {"user": notification.user}
+    if kind == Notification.Kind.DRAW_WAITING:
+        entry = (
+            DrawEntry.objects.select_related("slot__location")
+            .filter(slot_id=notification.object_ref, user_id=notification.user_id)
+            .first()
+        )
+        if entry is None or entry.outcome != DrawEntry.Outcome.WAITING:
+            # Promoted meanwhile (their ticket message says so) or withdrawn: nothing to tell any more.
+            raise Gone(f"no waiting entry of user {notification.user_id} in slot {notification.object_ref}")
+        return {"entry": entry, "slot": entry.slot, "location": entry.slot.location, "war_url": war_url(entry.slot)}
     raise Gone(f"unknown notification kind {kind!r}")

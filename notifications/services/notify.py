@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef
 
 from notifications.models import Notification, ReminderSubscription, TelegramLink
-from queueing.models import Slot, Ticket
+from queueing.models import DrawEntry, Slot, Ticket
 
 Kind = Notification.Kind
 TICKET_KINDS = {Kind.TICKET_RESERVED, Kind.TICKET_CANCELLED}
@@ -28,6 +28,26 @@ def record_ticket_event(kind: str, code: str) -> int | None:
         return None
     notification, _ = Notification.objects.get_or_create(user_id=user_id, kind=kind, object_ref=code)
     return notification.pk
+
+
+def record_draw_waiting(slot_id: int) -> list[int]:
+    """New notifications for the slot's entrants on its waiting list (linked to Telegram): their place.
+
+    Idempotent over the unique constraint: a draw run twice, or the task retried, tells nobody twice.
+    """
+    waiting = (
+        DrawEntry.objects.filter(slot_id=slot_id, outcome=DrawEntry.Outcome.WAITING)
+        .filter(Exists(TelegramLink.objects.filter(user_id=OuterRef("user_id"), active=True)))
+        .values_list("user_id", flat=True)
+    )
+    ids = []
+    for user_id in waiting:
+        notification, created = Notification.objects.get_or_create(
+            user_id=user_id, kind=Kind.DRAW_WAITING, object_ref=str(slot_id)
+        )
+        if created:
+            ids.append(notification.pk)
+    return ids
 
 
 def record_due_reminders(now: datetime.datetime) -> list[int]:

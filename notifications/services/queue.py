@@ -29,6 +29,10 @@ def ticket_event_after_commit(kind: str, code: str) -> None:
     transaction.on_commit(partial(_send_task, "notifications.ticket_event", kind, code))
 
 
+def draw_result_after_commit(slot_id: int) -> None:
+    transaction.on_commit(partial(_send_task, "notifications.draw_result", slot_id))
+
+
 def _send_task(name: str, *args) -> None:
     try:
         app.send_task(name, args=args)

@@ -244,6 +244,7 @@ def run_draw(slot_id: int, *, fault: str | None = None) -> DrawRun | None:
             codes = quota.holding_tickets(slot=slot).values_list("code", flat=True)
             for code in codes:
                 events.ticket_reserved(code)
+            events.draw_made(slot_id)  # the waiting list hears its places (notifications)
         return DrawRun(slot_id, committed, applied)
     finally:
         r.eval(_RELEASE_LOCK, 1, lock, token)

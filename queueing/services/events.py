@@ -10,6 +10,7 @@ from django.dispatch import Signal
 
 reserved = Signal()  # sender=None, code=str
 cancelled = Signal()  # sender=None, code=str
+drawn = Signal()  # sender=None, slot_id=int: a draw slot's draw is committed and in Redis
 
 
 def ticket_reserved(code: str) -> None:
@@ -18,3 +19,7 @@ def ticket_reserved(code: str) -> None:
 
 def ticket_cancelled(code: str) -> None:
     cancelled.send(sender=None, code=code)
+
+
+def draw_made(slot_id: int) -> None:
+    drawn.send(sender=None, slot_id=slot_id)

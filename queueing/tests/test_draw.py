@@ -790,3 +790,41 @@ def test_a_draw_entry_on_a_challenge_slot_spends_its_proof_once_and_one_after_th
     result = client.post("/api/war", war_body(slot), format="json", HTTP_X_ALTCHA=proof())
     assert (result.status_code, result.json()["code"]) == (200, "already_reserved"), result.json()
     assert result.json()["ticket"]["queue_number"] == 1
+
+
+def test_entrants_on_the_waiting_list_hear_their_place_on_telegram_once(django_capture_on_commit_callbacks):
+    slot = draw_slot(quota_size=1)
+    entrants = people(3)
+    for principal in entrants:
+        enter(principal, slot)
+    for principal in entrants[:2]:  # the third never linked Telegram
+        TelegramLink.objects.create(user_id=principal.id, chat_id=1000 + principal.id)
+    reach_draw_time(slot)
+    drawn = []
+    events.drawn.connect(listen := lambda sender, slot_id, **kw: drawn.append(slot_id))
+    try:
+        with django_capture_on_commit_callbacks() as queued:
+            draws.run_draw(slot.pk)
+            draws.run_draw(slot.pk)  # nothing new: no second announcement
+    finally:
+        events.drawn.disconnect(listen)
+    assert drawn == [slot.pk]
+    # The notifications app hands it to Celery after the commit, by the task's registered name.
+    assert [(cb.args, cb.func.__name__) for cb in queued if "draw_result" in repr(cb)] == [
+        (("notifications.draw_result", slot.pk), "_send_task")
+    ]
+
+    waiting = DrawEntry.objects.filter(
+        slot=slot, outcome=DrawEntry.Outcome.WAITING, user_id__in=[p.id for p in entrants[:2]]
+    )
+    ids = tasks_draw_result_ids = notify.record_draw_waiting(slot.pk)
+    assert len(ids) == waiting.count() and notify.record_draw_waiting(slot.pk) == []  # once per entrant
+    for notification in Notification.objects.filter(pk__in=tasks_draw_result_ids):
+        entry = DrawEntry.objects.get(slot=slot, user_id=notification.user_id)
+        text = messages.render(notification, "id")
+        assert f"#{entry.waitlist_position}" in text and entry.pseudonym in text
+    # Promoted (or withdrawn) before the message went out: it is skipped, not sent stale.
+    notification = Notification.objects.get(pk=ids[0])
+    DrawEntry.objects.filter(slot=slot, user_id=notification.user_id).update(outcome=DrawEntry.Outcome.PROMOTED)
+    with pytest.raises(messages.Gone):
+        messages.render(notification, "id")
