@@ -57,10 +57,8 @@ local entry_opens = tonumber(meta[2]) - tonumber(ARGV[8])
 if not bypass and now < entry_opens then return done('too_early', entry_opens) end
 
 if one_per_day then
-  local other = redis.call('HGET', KEYS[2], person)
-  if other and string.sub(other, 1, string.len(slot_id) + 1) ~= slot_id .. '|' then
-    return done('one_per_day', other)
-  end
+  local other = other_ticket_today(KEYS[2], person, slot_id)
+  if other then return done('one_per_day', other) end
 end
 
 redis.call('SADD', KEYS[6], person)

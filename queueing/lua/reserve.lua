@@ -15,6 +15,7 @@ KEYS (all share the war-day hash tag {w:YYYY-MM-DD}, so the script runs unchange
   7 rl_user    STRING attempts by this user in the current window
   8 rl_ip      STRING attempts from this client address in the current window
   9 pow        STRING the attempt's proof of work once accepted ({w:D}:pow:<challenge signature>)
+  10 waitlist  HASH  draw slots: person -> waiting-list place, once drawn (empty for first-come slots)
 ARGV
   1 user id   2 new ticket code   3 slot id   4 bypass time gate ("1"/"0")   5 one per day ("1"/"0")
   6 user limit   7 ip limit   8 window ms   (a limit of 0 turns that limit off)
@@ -31,6 +32,7 @@ Returns {outcome, now_ms, ...}
   closed           closes_ms
   one_per_day      "slot id|code" of the other ticket
   sold_out
+  not_drawn        waiting-list place          (a draw slot's entrant the draw did not seat; counted as sold_out)
   drift                                        (counters contradict each other: refuse, never guess)
   reserved         number, code, remaining, version
 
@@ -74,14 +76,19 @@ if holder then return done('already_reserved', holder, quota - sold) end
 if not bypass and now >= closes then return done('closed', closes) end
 
 if one_per_day then
-  local other = redis.call('HGET', KEYS[4], person)
-  -- A day entry naming this very slot without a holder is stale (e.g. left by a rebuild): ignore it.
-  if other and string.sub(other, 1, string.len(slot_id) + 1) ~= slot_id .. '|' then
-    return done('one_per_day', other)
-  end
+  local other = other_ticket_today(KEYS[4], person, slot_id)
+  if other then return done('one_per_day', other) end
 end
 
-if sold >= quota then return done('sold_out') end
+if sold >= quota then
+  -- In the same round trip: an entrant the draw put on the waiting list hears their place.
+  local place = redis.call('HGET', KEYS[10], person)
+  if place then
+    redis.call('HINCRBY', KEYS[6], 'sold_out', 1)
+    return {'not_drawn', now, place}
+  end
+  return done('sold_out')
+end
 
 local lowest_free = redis.call('ZRANGE', KEYS[2], 0, 0)
 local number = next_number

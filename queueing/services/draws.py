@@ -189,18 +189,13 @@ def record_entry(principal, ref: SlotRef, now_ms: int, client_ip: str = "") -> E
     return Entry(ref, alias, commitment)
 
 
-def refusal_after_draw(principal, ref: SlotRef, outcome: str, now_ms: int) -> None:
+def refusal_after_draw(principal, ref: SlotRef, outcome: str, reply: list, now_ms: int) -> None:
     """reserve.lua refused an attempt on a draw slot: kick a due draw; tell a waiting entrant their place."""
     if outcome == "not_ready" and now_ms >= ref.draw_ms:
         kick(ref.id)
-    elif outcome == "sold_out":
-        try:
-            position = get_redis().hget(slot_keys(ref.id, ref.day).waitlist, principal.person_key)
-        except REDIS_OUTAGES:
-            return  # sold out stays true; the place can be asked again
-        if position is not None:
-            alias = pseudonym(ref.id, principal.person_key)
-            raise ReservationError("not_drawn", counted=True, waitlist_position=int(position), pseudonym=alias)
+    elif outcome == "not_drawn":
+        alias = pseudonym(ref.id, principal.person_key)
+        raise ReservationError("not_drawn", counted=True, waitlist_position=int(reply[2]), pseudonym=alias)
 
 
 # --- The draw ------------------------------------------------------------------------------------

@@ -142,7 +142,6 @@ class DrawPanel:
     entry_opens_at: datetime.datetime
     draw_at: datetime.datetime
     commitment: str
-    drawn: bool
     entry: DrawEntry | None
 
     def config(self) -> dict:
@@ -169,7 +168,7 @@ def draw_panel(slot: Slot, user: User | AnonymousUser) -> DrawPanel | None:
     entry = None
     if user.is_authenticated:
         entry = DrawEntry.objects.filter(slot=slot, user=user).first()
-    return DrawPanel(slot.entry_opens_at, slot.draw_at, draw.commitment, draw.is_drawn, entry)
+    return DrawPanel(slot.entry_opens_at, slot.draw_at, draw.commitment, entry)
 
 
 @dataclass(frozen=True)

@@ -153,8 +153,8 @@ def reserve(
         bypass.record_use(token, principal.id, ref.id, outcome, now_ms)
     if outcome == "entered":
         return draws.record_entry(principal, ref, now_ms, client_ip)
-    if ref.is_draw:
-        draws.refusal_after_draw(principal, ref, outcome, now_ms)
+    if ref.is_draw or outcome == "not_drawn":
+        draws.refusal_after_draw(principal, ref, outcome, reply, now_ms)
 
     if outcome == "reserved":
         number, code, remaining = int(reply[2]), reply[3], int(reply[4])

@@ -87,6 +87,7 @@ def reserve_keys(slot_id: int, day: str, user_id: int, client_ip: str, proof_key
 
     ``proof_key`` is ``pow_key`` of the attempt's proof of work; without one the script is told no proof is
     needed (ARGV 11 empty) and KEYS[9] is a placeholder it never touches, so the key list keeps its shape.
+    KEYS[10] is the slot's waiting list (only draw slots ever fill it).
     """
     keys = slot_keys(slot_id, day)
     return [
@@ -98,6 +99,7 @@ def reserve_keys(slot_id: int, day: str, user_id: int, client_ip: str, proof_key
         keys.stats,
         *rate_keys(day, user_id, client_ip),
         proof_key or pow_key(day, "-"),
+        keys.waitlist,
     ]
 
 

@@ -28,7 +28,7 @@ from notifications.models import Notification, TelegramLink
 from notifications.services import messages, notify
 from queueing import tasks
 from queueing.models import Allocation, Challenge, Draw, DrawEntry, Location, Slot, Ticket
-from queueing.services import catalog, clock, draws, events, heal, quota, reservations, warroom
+from queueing.services import catalog, clock, draws, events, heal, quota, reservations, store, warroom
 from queueing.services.errors import ReservationError
 from queueing.services.store import slot_keys
 from queueing.tests.test_crash import post_war
@@ -828,3 +828,35 @@ def test_entrants_on_the_waiting_list_hear_their_place_on_telegram_once(django_c
     DrawEntry.objects.filter(slot=slot, user_id=notification.user_id).update(outcome=DrawEntry.Outcome.PROMOTED)
     with pytest.raises(messages.Gone):
         messages.render(notification, "id")
+
+
+def test_a_waiting_entrant_hears_their_place_in_one_round_trip_and_no_query(
+    settings, tmp_path, django_assert_num_queries
+):
+    """The refusal a drawn war answers most (a loser pressing again) costs what any refusal costs."""
+    from queueing.tests.test_war_pow import monitored, name
+    from tests.private_redis import PrivateRedis
+    from wartiket.tests.faults import point_app_at
+
+    with PrivateRedis(tmp_path / "redis") as server:
+        point_app_at(settings, server.url())
+        catalog._local.clear()
+        heal.mark_built()
+        slot = draw_slot(quota_size=1)
+        entrants = people(2)
+        for principal in entrants:
+            enter(principal, slot)
+        # Well past the draw time, so the attempt goes straight to reserve.lua (no entry script first).
+        Slot.objects.filter(pk=slot.pk).update(war_opens_at=clock.redis_now() - datetime.timedelta(seconds=30))
+        slot.refresh_from_db()
+        quota.sync_all([slot])
+        catalog.rebuild()
+        draws.run_draw(slot.pk)
+        loser = next(p for p in entrants if DrawEntry.objects.get(slot=slot, user_id=p.id).outcome == "waiting")
+        refusal(loser, slot)  # warm: the script loaded, the catalog cached
+        with monitored(server) as seen, django_assert_num_queries(0):
+            refused = refusal(loser, slot)
+        assert (refused.code, refused.data["waitlist_position"]) == ("not_drawn", 1)
+        sent = [name(c["command"]) for c in seen if c.get("client_type") != "lua"]
+        # HELLO: the handshake of the client that ends the MONITOR, not the attempt's.
+        assert [c for c in sent if c != "HELLO"] == [f"EVALSHA {store.script('reserve').sha}"], sent

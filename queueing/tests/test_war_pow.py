@@ -360,7 +360,7 @@ def test_the_proof_key_shares_the_war_days_cluster_slot():
     from queueing.services.store import reserve_keys
 
     keys = reserve_keys(42, "2026-11-26", 7, "203.0.113.9", pow_key("2026-11-26", "ab" * 32))
-    assert len(keys) == 9 and keys[8].endswith(":pow:" + "ab" * 32)
+    assert len(keys) == 10 and keys[8].endswith(":pow:" + "ab" * 32)
     assert len({key_slot(k.encode()) for k in keys}) == 1
 
 

@@ -1,4 +1,5 @@
--- lib/limits.lua: the attempt limits and the proof-of-work mark, shared by reserve.lua and enter.lua.
+-- lib/limits.lua: the attempt limits, the proof-of-work mark and the day rule, shared by reserve.lua and
+-- enter.lua.
 -- Pasted into a script where it says `--#include lib/limits.lua` (wartiket/redis_client.py, _source):
 -- Redis scripts cannot load other scripts, and one copy keeps both paths' rules the same.
 
@@ -15,6 +16,14 @@ local function over_limit(key, limit, window)
     ttl = window
   end
   return ttl
+end
+
+-- One ticket per person per war day: the other ticket ("slot id|code") this person holds that day, else
+-- false. A day entry naming this very slot without a holder is stale (e.g. left by a rebuild): ignored.
+local function other_ticket_today(day_key, person, slot_id)
+  local other = redis.call('HGET', day_key, person)
+  if other and string.sub(other, 1, string.len(slot_id) + 1) ~= slot_id .. '|' then return other end
+  return false
 end
 
 -- Each proof of work buys one attempt: true when this one was already spent (a replay). A ttl of 0 means
