@@ -8,7 +8,7 @@ Redis, so a rejected attempt never queries PostgreSQL.
 from __future__ import annotations
 
 from django.utils.translation import gettext_lazy as _
-from rest_framework import authentication, exceptions
+from rest_framework import HTTP_HEADER_ENCODING, authentication, exceptions
 
 from accounts.models import ApiToken, hash_secret
 from accounts.services import identity
@@ -17,7 +17,12 @@ INVALID_TOKEN = _("Token tidak valid atau sudah dicabut.")
 
 
 def token_from_header(request) -> str | None:
-    parts = authentication.get_authorization_header(request).split()
+    return token_from_meta(request.META)
+
+
+def token_from_meta(meta: dict) -> str | None:
+    """The key of ``Authorization: Token <key>`` in a request's META (or WSGI environ); None without one."""
+    parts = meta.get("HTTP_AUTHORIZATION", "").encode(HTTP_HEADER_ENCODING, "replace").split()
     if not parts or parts[0].lower() != b"token":
         return None
     if len(parts) != 2:

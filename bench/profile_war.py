@@ -1,6 +1,6 @@
 """Where a war request's time goes, in one process, without the network: ``python -m bench.profile_war``.
 
-Calls the WSGI application directly (the same middleware, views and Redis calls gunicorn runs) for the
+Calls the WSGI application directly (the same middleware, views and Redis calls the web server runs) for the
 bare ceiling view and for war requests that are refused (sold out, not yet open) and prints the
 microseconds per request of each (wall clock, and this process' CPU time, which bounds a server's
 throughput and is far less noisy on a shared machine), then a pyinstrument profile of a refused
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     sold_out = rehearsal.open_in(rehearsal.create_slot(1, time_label="08:00"), -5)
     reservations.reserve(Principal(id=buyers[0].user_id, has_nik=True), "latihan", "08:00", sold_out.date)
     not_open = rehearsal.create_slot(5, time_label="13:00")
-    from wartiket.wsgi import application as app  # what gunicorn serves: /api/war through WAR_MIDDLEWARE
+    from wartiket.wsgi import application as app  # what the web server serves: /api/war before Django
 
     token = buyers[1].token
 

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import datetime
-import json
-import re
-
-from django.conf import settings
 from django.http import HttpResponse
-from django.middleware.csrf import CsrfViewMiddleware
-from django.utils import translation
-from django.utils.translation import gettext_lazy as _
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import permissions, serializers
-from rest_framework.exceptions import AuthenticationFailed
-from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.auth import INVALID_TOKEN, CachedSessionAuthentication, CachedTokenAuthentication, token_from_header
-from accounts.services import identity
-from accounts.services.identity import Principal
-from queueing.models import CODE_ALPHABET, TIME_LABEL_RE, Slot
+from accounts.auth import CachedSessionAuthentication, CachedTokenAuthentication
+from queueing import war_endpoint
+from queueing.models import CODE_ALPHABET, Slot
 from queueing.serializers import (
     CancelResultSerializer,
     DrawSerializer,
@@ -32,198 +21,26 @@ from queueing.serializers import (
     WarRequestSerializer,
     WarResultSerializer,
 )
-from queueing.services import clock, draws, pages, quota, reservations, warroom
-from queueing.services.errors import ERRORS, SUCCESS_STATUS, ReservationError
+from queueing.services import clock, draws, pages, quota, reservations
 from queueing.services.store import ms_to_datetime
-from wartiket.api_errors import error_body, error_response, error_responses
-from wartiket.http import client_ip
-from wartiket.outages import is_outage
-
-# The war body is ~80 bytes; anything much larger is refused before it is read.
-WAR_MAX_BODY = 4096
+from wartiket.api_errors import error_response, error_responses
 
 # A ticket code as ``new_ticket_code`` prints it, XXXX-XXXX-XXXX in Crockford base32 (URLs and schema).
 TICKET_CODE_PATTERN = "-".join([f"[{CODE_ALPHABET}]{{4}}"] * 3)
 
-# --- POST /api/war ----------------------------------------------------------------------------------------
-#
-# A plain Django view, not DRF: tens of thousands of attempts a second are refused here, and DRF's request
-# cycle (request wrapping, negotiation, parsers, permission and exception machinery, the serializer) cost
-# about a fifth of each (docs/benchmarks.md). It does only what the endpoint needs, for token and session
-# callers alike: authenticate from the identity cache, CSRF for sessions, read and check the body, and
-# answer with the API's JSON error shape (``wartiket/api_errors.py``). ``WarView`` below describes it in
-# the OpenAPI schema; it is never routed.
 
-_SLUG = re.compile(r"[-a-zA-Z0-9_]{1,64}\Z")
-REQUIRED = _("Wajib diisi.")
-FIELD_MESSAGES = {
-    "location_id": _("Harus berupa kode lokasi: huruf, angka, - atau _, paling banyak 64 karakter."),
-    "time_slot": _("Jam harus berformat HH:MM, misalnya 10:00."),
-    "date": _("Tanggal harus berformat YYYY-MM-DD."),
-    "user_id": _("Harus berupa teks atau bilangan bulat."),
-}
-NOT_AN_OBJECT = _("Isi permintaan harus berupa objek JSON.")
-
-
-def war_fields(data) -> tuple[dict, dict]:
-    """The war body's fields, and what is wrong with which (empty when valid). The schema: WarRequestSerializer."""
-    if not isinstance(data, dict):
-        return {}, {"non_field_errors": [str(NOT_AN_OBJECT)]}
-    fields: dict = {}
-    errors: dict = {}
-    for name in ("location_id", "time_slot"):
-        if name not in data:
-            errors[name] = [str(REQUIRED)]
-    location, label = data.get("location_id"), data.get("time_slot")
-    if "location_id" in data and not (isinstance(location, str) and _SLUG.match(location)):
-        errors["location_id"] = [str(FIELD_MESSAGES["location_id"])]
-    if "time_slot" in data and not (isinstance(label, str) and len(label) == 5 and TIME_LABEL_RE.match(label)):
-        errors["time_slot"] = [str(FIELD_MESSAGES["time_slot"])]
-    if "date" in data:
-        try:
-            fields["date"] = datetime.date.fromisoformat(data["date"])
-        except (TypeError, ValueError):
-            errors["date"] = [str(FIELD_MESSAGES["date"])]
-    if "user_id" in data:
-        user_id = data["user_id"]
-        if isinstance(user_id, bool) or not isinstance(user_id, (str, int)):
-            errors["user_id"] = [str(FIELD_MESSAGES["user_id"])]
-        else:
-            # Accepted for compatibility with the seed's curl; must name the caller, never someone else.
-            fields["user_id"] = str(user_id)
-    fields.update(location_id=location, time_slot=label)
-    return fields, errors
-
-
-_JSON = JSONRenderer()
-
-# Translated refusal messages by (code, language): resolving the lazy text cost each refusal a catalog lookup.
-_details: dict[tuple[str, str], str] = {}
-
-
-def _detail(code: str) -> str:
-    key = (code, translation.get_language())
-    text = _details.get(key)
-    if text is None:
-        text = _details[key] = str(ERRORS[code][1])
-    return text
-
-
-def json_answer(body: dict, status: int, *, retry_after: int | None = None) -> HttpResponse:
-    # DRF's renderer only to encode: the same bytes the rest of the API sends (dates, compact separators).
-    response = HttpResponse(_JSON.render(body), status=status, content_type="application/json")
-    if retry_after is not None:
-        response["Retry-After"] = str(retry_after)
-    return response
-
-
-def refusal(code: str, *, detail: str | None = None, retry_after: int | None = None, counted=False, **data):
-    """A war refusal in the API's error shape, counted in the war room unless reserve.lua counted it."""
-    if not counted:
-        warroom.count_error(code)
-    return json_answer(error_body(code, detail or _detail(code), **data), ERRORS[code][0], retry_after=retry_after)
-
-
-def war_answer(request, principal, data: dict) -> HttpResponse:
-    """One war attempt with validated fields: the one bridge between HTTP and ``reservations.reserve``."""
-    if "user_id" in data and data["user_id"] != str(principal.id):
-        return refusal("user_mismatch")
-    try:
-        result = reservations.reserve(
-            principal,
-            data["location_id"],
-            data["time_slot"],
-            data.get("date"),
-            client_ip=client_ip(request),
-            # META, not request.headers: building the headers mapping costs every attempt more than both reads.
-            bypass_key=request.META.get("HTTP_X_WAR_BYPASS"),
-            proof=request.META.get("HTTP_X_ALTCHA"),
-            fault=request.META.get("HTTP_X_WAR_FAULT") if settings.WAR_FAULT_INJECTION else None,
-        )
-    except ReservationError as exc:
-        # Most attempts in a war end here.
-        return refusal(exc.code, retry_after=exc.retry_after, counted=exc.counted, **exc.data)
-    return json_answer(result.body(), SUCCESS_STATUS[result.outcome])
-
-
-class _CsrfCheck(CsrfViewMiddleware):
-    """Django's CSRF check as a function: the reason a request fails it, or None (as DRF's sessions do)."""
-
-    def _reject(self, request, reason):
-        return reason
-
-
-def csrf_refused(request) -> bool:
-    check = _CsrfCheck(lambda _request: None)
-    check.process_request(request)
-    return check.process_view(request, None, (), {}) is not None
-
-
-def _caller(request) -> Principal | HttpResponse:
-    """Who is calling, from the identity cache (no PostgreSQL), or the refusal to send."""
-    try:
-        raw = token_from_header(request)
-    except AuthenticationFailed as exc:
-        return _unauthenticated(str(exc.detail))
-    if raw is not None:
-        principal = identity.principal_for_token(raw)
-        return principal if principal is not None else _unauthenticated(str(INVALID_TOKEN))
-    principal = identity.principal_for_session(request.session)
-    if principal is None:
-        return _unauthenticated()
-    # A token is no ambient credential, a session cookie is: only sessions are checked, as DRF does.
-    if csrf_refused(request):
-        return refusal("csrf_failed")
-    return principal
-
-
-def _unauthenticated(detail: str | None = None) -> HttpResponse:
-    response = refusal("not_authenticated", detail=detail)
-    response["WWW-Authenticate"] = "Token"
-    return response
-
-
-def _body(request) -> tuple[object, HttpResponse | None]:
-    if not request.body:
-        return {}, None  # as DRF: an empty body is an empty object, refused below for its missing fields
-    if request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower() != "application/json":
-        return None, refusal("unsupported_media_type")
-    try:
-        return json.loads(request.body, parse_constant=_no_constant), None
-    except (ValueError, RecursionError):
-        # Malformed, not UTF-8, NaN/Infinity, or nested deeper than Python's recursion limit.
-        return None, refusal("malformed_json")
-
-
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not JSON")
-
-
-@csrf_exempt  # checked in _caller, for session callers only
+@csrf_exempt  # checked by the endpoint, for session callers only
 def war(request) -> HttpResponse:
-    """POST /api/war (see ``WarView`` for what it answers)."""
-    try:
-        if request.method != "POST":
-            response = refusal("method_not_allowed")
-            response["Allow"] = "POST"
-            return response
-        caller = _caller(request)
-        if isinstance(caller, HttpResponse):
-            return caller
-        length = request.META.get("CONTENT_LENGTH") or "0"
-        if not length.isdigit() or int(length) > WAR_MAX_BODY:
-            return refusal("too_large")
-        data, refused = _body(request)
-        if refused is not None:
-            return refused
-        fields, errors = war_fields(data)
-        if errors:
-            return refusal("invalid", errors=errors)
-        return war_answer(request, caller, fields)
-    except Exception as exc:
-        # Counted, then answered where every outage is (ServiceUnavailableMiddleware: 503 + Retry-After).
-        warroom.count_error("unavailable" if is_outage(exc) else "server_error")
-        raise
+    """POST /api/war through Django (the test client, ``make run``'s ASGI server): ``war_endpoint.attempt``.
+
+    Production's WSGI application answers the same function before Django (``wartiket/wsgi.py``). An
+    outage raises on to ServiceUnavailableMiddleware, which answers it as on every page: 503, Retry-After.
+    """
+    if request.method != "POST":
+        answer = war_endpoint.refusal("method_not_allowed")
+        answer.headers.append(("Allow", "POST"))
+        return answer.response()
+    return war_endpoint.attempt(request.META, lambda: request.body, lambda: request).response()
 
 
 RETRY_AFTER = OpenApiParameter(

@@ -12,7 +12,7 @@ from queueing.services import draws
 class WarRequestSerializer(serializers.Serializer):
     """The seed's body: ``{"location_id": "graha-dipta", "time_slot": "10:00"}`` plus optional date."""
 
-    # The OpenAPI schema's description only: the war endpoint checks bodies with queueing.api.war_fields
+    # The OpenAPI schema's description only: the war endpoint checks bodies with queueing.war_endpoint.war_fields
     # (tests keep that within what this accepts).
 
     location_id = serializers.SlugField(max_length=64)

@@ -12,13 +12,18 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 
 def client_ip(request) -> str:
+    return client_ip_from(request.META)
+
+
+def client_ip_from(meta: dict) -> str:
+    """``client_ip`` of a request's META (or WSGI environ)."""
     header = settings.WAR_CLIENT_IP_HEADER
     if header:
         # Trust only a header our own proxy sets; its first address is the client it saw.
-        value = request.META.get(header, "").split(",")[0].strip()
+        value = meta.get(header, "").split(",")[0].strip()
         if value:
             return value
-    return request.META.get("REMOTE_ADDR", "")
+    return meta.get("REMOTE_ADDR", "")
 
 
 def safe_next(request: HttpRequest, default: str) -> str:

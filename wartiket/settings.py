@@ -65,26 +65,6 @@ MIDDLEWARE = [
     # Turns a login refused for lockout into 429 + Retry-After (accounts.services.throttle.lockout_response).
     "axes.middleware.AxesMiddleware",
 ]
-# POST /api/war runs only these (wartiket/wsgi.py, WarHandler): its view authenticates from the identity
-# cache, checks CSRF for session callers and answers JSON itself, so static files, common URL fixes, the
-# CSRF middleware, request.user, messages, frame options and the login lockout do nothing for it but cost
-# every attempt of a war. Security headers, the outage answer (503), sessions, the language and the API's
-# JSON errors stay.
-WAR_MIDDLEWARE = [
-    name
-    for name in MIDDLEWARE
-    if name
-    not in {
-        "whitenoise.middleware.WhiteNoiseMiddleware",
-        "django.middleware.common.CommonMiddleware",
-        "django.middleware.csrf.CsrfViewMiddleware",
-        "django.contrib.auth.middleware.AuthenticationMiddleware",
-        "django.contrib.messages.middleware.MessageMiddleware",
-        "django.middleware.clickjacking.XFrameOptionsMiddleware",
-        "axes.middleware.AxesMiddleware",
-    }
-]
-
 ROOT_URLCONF = "wartiket.urls"
 # A refused form (expired CSRF token) gets the site's branded 403 page, or JSON under /api/.
 CSRF_FAILURE_VIEW = "wartiket.api_errors.csrf_failure"

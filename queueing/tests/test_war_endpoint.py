@@ -1,14 +1,17 @@
-"""POST /api/war as one plain view (queueing.api.war): token and session callers alike, CSRF for sessions only,
-refusals not logged (the LOGGING filter, not a private attribute), and no PostgreSQL for a refusal."""
+"""POST /api/war, one endpoint (queueing.war_endpoint): token and session callers alike, CSRF for sessions only,
+refusals not logged, no PostgreSQL for a refusal; and production's WSGI application, which answers it before
+Django, answering exactly as Django does."""
 
 from __future__ import annotations
 
 import io
 import json
 import logging
+from wsgiref.util import setup_testing_defaults
 
 import pytest
 from django.conf import settings
+from django.core.handlers.wsgi import WSGIHandler
 from django.middleware.csrf import get_token
 from django.test import Client, RequestFactory
 
@@ -16,6 +19,7 @@ from accounts.models import ApiToken
 from queueing.models import Ticket
 from queueing.services import warroom
 from tests.factory import make_slot, make_user, token_client, war_body
+from wartiket import wsgi  # at collection: importing it sets Django up again, which reconfigures logging
 from wartiket.logfilters import QuietClientErrors
 from wartiket.redis_client import get_redis, reset_redis
 
@@ -153,12 +157,166 @@ def test_it_is_the_logging_filter_that_silences_them(caplog):
     assert [r.levelno for r in war_lines(caplog)] == [logging.WARNING]
 
 
-def wsgi_call(method: str, path: str, body: bytes = b"", **environ) -> tuple[int, dict, bytes]:
-    """One request through the WSGI application gunicorn serves (wartiket.wsgi), not the test client's handler."""
-    from wsgiref.util import setup_testing_defaults
+# --- Production's WSGI application answers POST /api/war before Django: exactly as Django would ---------------
 
-    from wartiket.wsgi import application
+# Headers only one of the two paths sends, none of them about the answer: the frame-options middleware
+# (pages), and what the server adds.
+NOT_COMPARED = {"X-Frame-Options", "Date", "Server"}
 
+
+def through_django(method: str, path: str, body: bytes = b"", **environ) -> tuple[int, dict, bytes]:
+    """The same request through Django's own handler and its full middleware (what every other URL gets),
+    made now: middleware reads its settings when the handler is built."""
+    return wsgi_call(method, path, body, app=WSGIHandler(), **environ)
+
+
+def comparable(status: int, headers: dict, content: bytes) -> tuple:
+    body = json.loads(content)
+    body.pop("server_time", None)  # the server's clock at the moment of each answer
+    return status, body, {k.lower(): v for k, v in headers.items() if k not in NOT_COMPARED}
+
+
+def session_cookie(user, *, csrf: bool) -> dict:
+    browser = Client()
+    browser.force_login(user)
+    cookie = f"{settings.SESSION_COOKIE_NAME}={browser.cookies[settings.SESSION_COOKIE_NAME].value}"
+    if not csrf:
+        return {"HTTP_COOKIE": cookie}
+    request = RequestFactory().get("/")
+    token = get_token(request)
+    return {
+        "HTTP_COOKIE": f"{cookie}; {settings.CSRF_COOKIE_NAME}={request.META['CSRF_COOKIE']}",
+        "HTTP_X_CSRFTOKEN": token,
+        "HTTP_ORIGIN": "https://testserver",
+        "HTTP_HOST": "testserver",
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_production_application_answers_every_war_request_as_django_does(settings):
+    """Status, body and headers of the fast path (wartiket.wsgi → queueing.war_endpoint) equal Django's own
+    answer to the same request, refusal by refusal, with production's security headers on."""
+    settings.SECURE_HSTS_SECONDS = 3600
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    early = make_slot(opens_in=3600, label="13:00")
+    sold = make_slot(quota_size=1, label="10:00")
+    buyer = make_user()
+    token = ApiToken.issue(buyer)
+    auth = {"HTTP_AUTHORIZATION": f"Token {token}"}
+    assert wsgi_call("POST", "/api/war", json.dumps(war_body(sold)).encode(), **auth)[0] == 201
+    other = {"HTTP_AUTHORIZATION": f"Token {ApiToken.issue(make_user())}"}
+
+    def body(slot, **extra) -> bytes:
+        return json.dumps(war_body(slot, **extra)).encode()
+
+    cases = {
+        "sold out": (body(sold), other),
+        "already reserved": (body(sold), auth),
+        "too early": (body(early), auth),
+        "too early, in English": (body(early), {**auth, "HTTP_ACCEPT_LANGUAGE": "en-US,en;q=0.9"}),
+        "unknown slot": (json.dumps({"location_id": "nowhere", "time_slot": "10:00"}).encode(), auth),
+        "invalid fields": (json.dumps({"location_id": "graha dipta"}).encode(), auth),
+        "invalid, in English": (b"{}", {**auth, "HTTP_ACCEPT_LANGUAGE": "en"}),
+        "not an object": (b"[1]", auth),
+        "malformed JSON": (b"{", auth),
+        "NaN": (b'{"location_id": NaN}', auth),
+        "not UTF-8": (b'{"location_id": "\xff"}'.replace(b"\\xff", b"\xff"), auth),
+        "empty body": (b"", auth),
+        "not JSON": (b"location_id=x", {**auth, "CONTENT_TYPE": "application/x-www-form-urlencoded"}),
+        "too large": (b"{}", {**auth, "CONTENT_LENGTH": "5000"}),
+        "someone else's user_id": (body(early, user_id=buyer.pk + 1000), auth),
+        "no credentials": (body(early), {}),
+        "a bare Token header": (body(early), {"HTTP_AUTHORIZATION": "Token"}),
+        "an unknown token": (body(early), {"HTTP_AUTHORIZATION": "Token not-a-real-token"}),
+        "a Basic header": (body(early), {"HTTP_AUTHORIZATION": "Basic dXNlcjpwYXNz"}),
+        "a session with its CSRF token": (body(early), session_cookie(make_user(), csrf=True)),
+        "a session without its CSRF token": (body(early), session_cookie(make_user(), csrf=False)),
+        "a session cookie that is no session": (body(early), {"HTTP_COOKIE": f"{settings.SESSION_COOKIE_NAME}=x"}),
+    }
+    for name, (content, environ) in cases.items():
+        fast = wsgi_call("POST", "/api/war", content, **environ)
+        django = through_django("POST", "/api/war", content, **environ)
+        assert comparable(*fast) == comparable(*django), name
+        assert fast[0] >= 400 or name == "already reserved", (name, fast)
+    # Both paths answer English when asked, and carry HSTS (the request came through the HTTPS proxy).
+    english = wsgi_call("POST", "/api/war", b"{}", **{**auth, "HTTP_ACCEPT_LANGUAGE": "en"})
+    assert json.loads(english[2])["errors"]["location_id"] == ["This field is required."]
+    assert english[1]["Content-Language"] == "en" and english[1]["Strict-Transport-Security"].startswith("max-age")
+
+    # A new ticket: same status, same body shape, same headers (two buyers: each path reserves once).
+    fresh = make_slot(quota_size=5, label="15:00")
+    fast = wsgi_call("POST", "/api/war", body(fresh), HTTP_AUTHORIZATION=f"Token {ApiToken.issue(make_user())}")
+    django = through_django("POST", "/api/war", body(fresh), HTTP_AUTHORIZATION=f"Token {ApiToken.issue(make_user())}")
+    assert fast[0] == django[0] == 201
+    assert json.loads(fast[2]).keys() == json.loads(django[2]).keys()
+    assert json.loads(fast[2])["ticket"].keys() == json.loads(django[2])["ticket"].keys()
+    assert comparable(*fast)[2].keys() - {"content-length"} == comparable(*django)[2].keys() - {"content-length"}
+    assert Ticket.objects.filter(slot=fresh).count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_production_application_leaves_to_django_what_it_should_not_answer_itself(settings):
+    slot = make_slot(opens_in=3600)
+    auth = {"HTTP_AUTHORIZATION": f"Token {ApiToken.issue(make_user())}"}
+    content = json.dumps(war_body(slot)).encode()
+    # Another method: Django's 405 with Allow.
+    status, headers, answer = wsgi_call("GET", "/api/war", **auth)
+    assert (status, json.loads(answer)["code"], headers["Allow"]) == (405, "method_not_allowed", "POST")
+    # Plain HTTP where HTTPS is required goes to Django (whose security middleware redirects it; its
+    # middleware read the setting at boot, so here only the hand-over shows: Django's frame header).
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    assert "X-Frame-Options" in wsgi_call("POST", "/api/war", content, HTTP_X_FORWARDED_PROTO="http", **auth)[1]
+    # Through the proxy's HTTPS the fast path answers it itself (the war is not open yet).
+    status, headers, answer = wsgi_call("POST", "/api/war", content, **auth)
+    assert (status, json.loads(answer)["code"]) == (403, "too_early") and "X-Frame-Options" not in headers
+    # An over-long query string: Django's JSON 414.
+    status, _, answer = wsgi_call("POST", "/api/war", content, QUERY_STRING="q=" + "x" * 3000, **auth)
+    assert (status, json.loads(answer)["code"]) == (414, "uri_too_long")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outages_and_bugs_on_the_fast_path_are_json_503_and_500_and_logged(settings, caplog, monkeypatch):
+    slot = make_slot(opens_in=3600)
+    auth = {"HTTP_AUTHORIZATION": f"Token {ApiToken.issue(make_user())}"}
+    content = json.dumps(war_body(slot)).encode()
+    caplog.set_level(logging.INFO)
+    assert wsgi_call("POST", "/api/war", content, **auth)[0] == 403
+    assert war_lines(caplog) == []  # a refusal: not logged
+    redis_url, settings.REDIS_URL = settings.REDIS_URL, "redis://127.0.0.1:1/0"
+    reset_redis()
+    try:
+        fast = wsgi_call("POST", "/api/war", content, **auth)
+        django = through_django("POST", "/api/war", content, **auth)
+    finally:
+        settings.REDIS_URL = redis_url
+        reset_redis()
+        warroom._pending.clear()
+        warroom._retry_at = 0.0
+    assert comparable(*fast) == comparable(*django)
+    assert (fast[0], json.loads(fast[2])["code"], fast[1]["Retry-After"]) == (
+        503,
+        "unavailable",
+        str(settings.WAR_RETRY_AFTER_SECONDS),
+    )
+    assert [r.levelno for r in war_lines(caplog)] == [logging.ERROR, logging.ERROR]  # each path logged its 503
+
+    # A bug is a JSON 500, logged with its traceback, never an HTML page or a dropped connection.
+    from queueing.services import reservations
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in the war path")
+
+    monkeypatch.setattr(reservations, "reserve", broken)
+    caplog.clear()
+    status, headers, answer = wsgi_call("POST", "/api/war", content, **auth)
+    assert (status, json.loads(answer)["code"], headers["Content-Type"]) == (500, "server_error", "application/json")
+    [line] = war_lines(caplog)
+    assert line.levelno == logging.ERROR and "a bug in the war path" in str(line.exc_info[1])
+
+
+def wsgi_call(method: str, path: str, body: bytes = b"", *, app=None, **environ) -> tuple[int, dict, bytes]:
+    """One request through the WSGI application the web server serves (wartiket.wsgi), or ``app``."""
     env = {
         "REQUEST_METHOD": method,
         "PATH_INFO": path,
@@ -174,36 +332,9 @@ def wsgi_call(method: str, path: str, body: bytes = b"", **environ) -> tuple[int
     def start_response(status, headers, exc_info=None):
         answer["status"], answer["headers"] = int(status.split()[0]), dict(headers)
 
-    chunks = application(env, start_response)
+    chunks = (app or wsgi.application)(env, start_response)
     try:
         content = b"".join(chunks)
     finally:
         getattr(chunks, "close", lambda: None)()
     return answer["status"], answer["headers"], content
-
-
-@pytest.mark.django_db(transaction=True)
-def test_war_posts_take_the_short_middleware_chain_and_keep_every_check():
-    """gunicorn's application sends POST /api/war through WAR_MIDDLEWARE (wartiket/wsgi.py), the rest through all."""
-    slot = make_slot(quota_size=2)
-    user = make_user()
-    token = ApiToken.issue(user)
-    body = json.dumps(war_body(slot)).encode()
-
-    status, headers, content = wsgi_call("POST", "/api/war", body, HTTP_AUTHORIZATION=f"Token {token}")
-    assert (status, json.loads(content)["code"]) == (201, "reserved"), content
-    # The security middleware ran; the frame-options middleware (pages only) did not.
-    assert headers["X-Content-Type-Options"] == "nosniff" and "X-Frame-Options" not in headers
-    status, headers, _ = wsgi_call("GET", "/api/time")
-    assert status == 200 and headers["X-Frame-Options"] == "DENY"
-
-    # Without Django's CSRF middleware the view's own check still refuses a session caller with no token.
-    session = Client()
-    session.force_login(make_user())
-    cookie = f"{settings.SESSION_COOKIE_NAME}={session.cookies[settings.SESSION_COOKIE_NAME].value}"
-    status, _, content = wsgi_call("POST", "/api/war", body, HTTP_COOKIE=cookie)
-    assert (status, json.loads(content)["code"]) == (403, "csrf_failed")
-    assert Ticket.objects.filter(slot=slot).count() == 1
-    # Refused before the body is read: nonsense is still a JSON error with its code.
-    status, _, content = wsgi_call("POST", "/api/war", b"{", HTTP_AUTHORIZATION=f"Token {token}")
-    assert (status, json.loads(content)["code"]) == (400, "malformed_json")

@@ -318,7 +318,7 @@ def test_staff_watch_a_war_live_in_a_real_browser():
         browser.close()
 
 
-# --- The war endpoint's own validation (queueing.api.war_fields) accepts only what its schema documents ---
+# --- The war endpoint's own validation (queueing.war_endpoint.war_fields) accepts only what its schema documents ---
 
 PLAIN_CASES = [
     {"location_id": "graha-dipta", "time_slot": "10:00"},
@@ -343,7 +343,7 @@ PLAIN_CASES = [
 
 @pytest.mark.parametrize("body", PLAIN_CASES)
 def test_war_fields_accept_only_what_the_schemas_serializer_accepts_with_the_same_values(body):
-    from queueing.api import war_fields
+    from queueing.war_endpoint import war_fields
     from queueing.serializers import WarRequestSerializer
 
     fields, errors = war_fields(body)
