@@ -4,7 +4,7 @@ Starts PostgreSQL and Redis as ``make test`` does (embedded, unless DATABASE_URL
 then the production processes with ``python -m wartiket.serve ROLE`` (the recipe docs/deploy.md describes), and
 measures with one load generator (``queueing.services.rehearsal``) and one connection count:
 
-1. the ceiling: a bare Django view (``/bench/ceiling``, no PostgreSQL, no Redis) on the same gunicorn;
+1. the ceiling: a bare Django view (``/bench/ceiling``, no PostgreSQL, no Redis) on the same web server;
 2. the war endpoint on a sold-out slot, on a not-yet-open slot (real tokens, warm identity cache), and
    rate limited (a few tokens, each far over its per-account limit);
 3. the same refusals against the seed's own design (a Go/Gin + Redis peer) when ``WAR_BENCH_PEER`` names
@@ -12,7 +12,7 @@ measures with one load generator (``queueing.services.rehearsal``) and one conne
 4. an opening storm: time until the last seat is committed in PostgreSQL, and exactness;
 5. WebSocket viewers watching that storm: time from sell-out until the last one shows 0, messages per
    viewer per second; the largest viewer count that works (trying fewer when one fails);
-6. a gunicorn worker killed with SIGKILL: time until its replacement answers a request.
+6. a web worker killed with SIGKILL: time until its replacement answers a request.
 
 Prints a table with each ratio to the ceiling and appends a dated entry to docs/benchmarks.md (not in
 smoke mode). Traffic goes only to 127.0.0.1. Every request carries ``X-Forwarded-Proto: https`` as the
@@ -192,7 +192,7 @@ class Stack:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 pass
-            # The whole group: gunicorn's workers, celery's pool.
+            # The whole group: the web server's workers, celery's pool.
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
@@ -436,11 +436,11 @@ def worker_pids_answering(base: str, count: int) -> set[int]:
 
 
 def worker_restart(stack: Stack, timeout: float = 30) -> dict:
-    """SIGKILL one gunicorn worker (idle server); ms until the master forked a replacement, and until that
+    """SIGKILL one web worker (idle server); ms until the main process forked a replacement, and until that
     replacement answered a request (an upper bound: requests go to whichever worker accepts first)."""
     import psutil
 
-    master = psutil.Process(stack.procs["web"].pid)  # serve exec'd gunicorn: this pid is the master
+    master = psutil.Process(stack.procs["web"].pid)  # serve exec'd the web server: this pid is its main process
     before = {child.pid for child in master.children()}
     victim = min(before)
     started = time.monotonic()
@@ -507,7 +507,7 @@ def measure(sizes: Sizes, env: dict[str, str], data_dir: Path) -> dict:
     result: dict = {"sizes": asdict(sizes)}
     peer_binary = os.environ.get(PEER_ENV)
     with running(stack):
-        say(f"production stack up: gunicorn {sizes.workers}x{sizes.threads} at {stack.http}, daphne at {stack.ws}")
+        say(f"production stack up: granian {sizes.workers}x{sizes.threads} at {stack.http}, daphne at {stack.ws}")
         ceiling = ceiling_requests(stack.http, tokens)
         too_early = war_requests(stack.http, not_open, tokens)
         sold = war_requests(stack.http, sold_out, tokens)
@@ -599,7 +599,7 @@ def machine() -> dict:
         cursor.execute("SHOW server_version")
         postgres = cursor.fetchone()[0]
     versions = {"python": platform.python_version(), "django": django.get_version(), "redis-py": redis_py.__version__}
-    for package in ("gunicorn", "daphne", "channels", "channels_redis", "celery", "aiohttp"):
+    for package in ("granian", "daphne", "channels", "channels_redis", "celery", "aiohttp"):
         try:
             versions[package] = __import__(package).__version__
         except (ImportError, AttributeError):
@@ -744,7 +744,7 @@ def write_entry(result: dict, command: str) -> None:
         "",
         f"- Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gb']} GB memory, {m['os']}.",
         f"- Versions: {versions}.",
-        f"- Servers: gunicorn {sizes['workers']} workers x {sizes['threads']} threads (gthread), one daphne, Celery "
+        f"- Servers: granian {sizes['workers']} workers x {sizes['threads']} threads (WSGI, preloaded), one daphne, Celery "
         "worker + beat, live_quota; embedded or given PostgreSQL and Redis; load generator on the same machine "
         f"({sizes['processes']} processes, {sizes['connections']} connections in every measurement).",
         f"- Duration: {result['duration_s']:.0f} s in all.",
@@ -759,7 +759,7 @@ def write_entry(result: dict, command: str) -> None:
 
 
 def sweep(env: dict[str, str], data_dir: Path, configs: list[tuple[int, int]], seconds: float) -> list[dict]:
-    """Sizing: ceiling and a sold-out war per gunicorn (workers, threads), 500 connections each."""
+    """Sizing: ceiling and a sold-out war per web server size (workers, threads), 500 connections each."""
     from django.core.management import call_command
 
     from accounts.services.identity import Principal
@@ -791,7 +791,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--no-docs", action="store_true", help="do not append the entry to docs/benchmarks.md")
     parser.add_argument(
-        "--sweep", metavar="WxT", nargs="+", help="size gunicorn instead: measure each workersxthreads (e.g. 2x8 4x4)"
+        "--sweep", metavar="WxT", nargs="+", help="size the web server instead: measure each workersxthreads (e.g. 2x2 2x4)"
     )
     parser.add_argument("--sweep-seconds", type=float, default=6.0)
     args = parser.parse_args(argv)

@@ -15,7 +15,7 @@ CEILING_BODY = b'{"code":"ceiling"}'
 def ceiling(request):
     # Same middleware as the war endpoint, same request; the response is about as small as a refusal.
     response = HttpResponse(CEILING_BODY, content_type="application/json")
-    # Which gunicorn worker answered: the restart measurement waits for the replacement's first answer.
+    # Which web worker answered: the restart measurement waits for the replacement's first answer.
     response["X-Worker-Pid"] = str(os.getpid())
     return response
 

@@ -1,4 +1,4 @@
-"""A real server process for tests: gunicorn (the production HTTP server) on the test database.
+"""A real server process for tests: the production HTTP server (granian, ``wartiket.webserver``) on the test database.
 
 Runs as separate OS processes, so a test can storm it from other processes or kill it mid-request.
 """
@@ -134,29 +134,19 @@ def served(argv: list[str], port: int, *, quiet: bool = False, **env: str):
 
 
 @contextmanager
-def gunicorn_server(*, workers: int = 2, threads: int = 8, **env: str):
-    """gunicorn (the production HTTP server) with gthread workers on a free port."""
+def web_server(*, workers: int = 2, threads: int = 8, **env: str):
+    """The production HTTP server (``python -m wartiket.webserver``, granian) on a free port."""
     port = free_port()
     argv = [
         sys.executable,
         "-m",
-        "gunicorn",
-        "wartiket.wsgi:application",
-        "--bind",
-        f"127.0.0.1:{port}",
+        "wartiket.webserver",
+        "--port",
+        str(port),
         "--workers",
         str(workers),
         "--threads",
         str(threads),
-        "--worker-class",
-        "gthread",
-        "--graceful-timeout",
-        "2",
-        "--log-level",
-        "warning",
-        # gunicorn 27 opens a control socket at one fixed path per user: a second server started on the
-        # same machine (another test run) would fight over it.
-        "--no-control-socket",
     ]
     with served(argv, port, **env) as base:
         yield base

@@ -64,7 +64,7 @@ def test_the_benchmark_smoke_run_reports_every_figure_and_an_exact_storm(tmp_pat
     assert report["largest_viewers_that_worked"] == viewers
     assert isinstance(report["rejection_pg_transactions"], int)
     assert report["machine"]["cores"] >= 1 and report["machine"]["versions"]["django"]
-    # A SIGKILLed web worker: gunicorn forked a replacement and that replacement answered.
+    # A SIGKILLed web worker: the web server forked a replacement and that replacement answered.
     restart = report["worker_restart"]
     assert restart["replacement"] not in (None, restart["killed"])
     assert restart["forked_ms"] is not None and restart["first_answer_ms"] is not None

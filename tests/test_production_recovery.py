@@ -1,6 +1,6 @@
 """The production recipe (wartiket/serve.py, docs/deploy.md) loses Redis mid-war and heals by itself.
 
-gunicorn (preloaded, gthread), live_quota, a Celery worker and beat run as in production against a
+the web server (granian, preloaded), live_quota, a Celery worker and beat run as in production against a
 private Redis server; 1,000 buyers storm a 200-seat war and keep retrying on 503 as the page does. When
 60 tickets are sold, Redis is restarted empty (a real restart: a new server run_id, nothing on disk).
 No operator step follows. The war must resume within 10 s and end exact, with PostgreSQL proving one

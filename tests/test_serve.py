@@ -42,7 +42,7 @@ def test_compose_runs_each_role_of_the_recipe_in_its_own_container():
 
 def test_the_recipe_reads_the_environment():
     config = serve.Config.from_env({"HOST": "10.0.0.5", "PORT": "9001", "WS_PORT": "9002", "WEB_WORKERS": "2"})
-    assert serve.command("web", config)[2:4] == ["--bind", "10.0.0.5:9001"]
+    assert serve.command("web", config)[3:7] == ["--host", "10.0.0.5", "--port", "9001"]
     assert "--workers 2 " in " ".join(serve.command("web", config))
     assert serve.command("ws", config)[1:5] == ["-b", "10.0.0.5", "-p", "9002"]
     assert serve.command("worker", config)[3:6] == ["worker", "--concurrency", "2"]
@@ -114,11 +114,11 @@ def roles_running(proc) -> dict[str, psutil.Process]:
 @pytest.mark.django_db(transaction=True)
 def test_serve_all_starts_every_process_and_sigterm_stops_them_all(tmp_path):
     with serving(tmp_path, "all", "--no-prepare") as proc:
-        poll(lambda: answers(proc.http + "/api/time"), timeout=90, message="gunicorn")
+        poll(lambda: answers(proc.http + "/api/time"), timeout=90, message="the web server")
         poll(lambda: answers(proc.ws + "/api/time"), timeout=90, message="daphne")
         poll(lambda: set(roles_running(proc)) == set(serve.ROLES), timeout=30, message="every role")
         everything = psutil.Process(proc.pid).children(recursive=True)
-        assert len(everything) > len(serve.ROLES)  # gunicorn's workers and Celery's pool too
+        assert len(everything) > len(serve.ROLES)  # the web server's workers and Celery's pool too
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
@@ -130,7 +130,7 @@ def test_serve_all_starts_every_process_and_sigterm_stops_them_all(tmp_path):
 def test_serve_all_exits_nonzero_and_stops_the_rest_when_one_process_dies(tmp_path):
     with serving(tmp_path, "all", "--no-prepare") as proc:
         running = poll(lambda: (r := roles_running(proc)) and set(r) == set(serve.ROLES) and r, timeout=90)
-        poll(lambda: answers(proc.http + "/api/time"), timeout=90, message="gunicorn")
+        poll(lambda: answers(proc.http + "/api/time"), timeout=90, message="the web server")
         everything = psutil.Process(proc.pid).children(recursive=True)
         running["live"].kill()
         assert proc.wait(60) == 1
@@ -142,11 +142,22 @@ def test_serve_all_exits_nonzero_and_stops_the_rest_when_one_process_dies(tmp_pa
 @pytest.mark.django_db(transaction=True)
 def test_one_role_becomes_its_server(tmp_path):
     with serving(tmp_path, "web", "--no-prepare") as proc:
-        poll(lambda: answers(proc.http + "/api/time"), timeout=90, message="gunicorn")
-        # exec: the pid the supervisor started is gunicorn's master, with its workers as children.
-        assert "gunicorn" in " ".join(psutil.Process(proc.pid).cmdline())
+        poll(lambda: answers(proc.http + "/api/time"), timeout=90, message="the web server")
+        # exec: the pid the supervisor started is the web server's main process, with its workers as children.
+        assert "wartiket.webserver" in " ".join(psutil.Process(proc.pid).cmdline())
         # The first worker may answer while the second is still booting on a busy machine.
-        poll(lambda: len(psutil.Process(proc.pid).children()) == 2, timeout=30, message="two gunicorn workers")
+        poll(lambda: len(psutil.Process(proc.pid).children()) == 2, timeout=30, message="two web workers")
+        # A killed worker is replaced from the preloaded parent, every time: three kills in a row of the same
+        # worker slot, faster than granian's own crash-loop guard (5.5 s) would allow, and the server stays.
+        for _ in range(3):
+            victim = max(psutil.Process(proc.pid).children(), key=lambda c: c.create_time())  # the replacement
+            victim.kill()
+            poll(
+                lambda v=victim: len([c for c in psutil.Process(proc.pid).children() if c.pid != v.pid]) == 2,
+                timeout=10,
+                message="a replacement worker",
+            )
+            assert answers(proc.http + "/api/time") and proc.poll() is None
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
 
@@ -157,7 +168,7 @@ def test_web_does_not_serve_when_a_preparation_step_fails(tmp_path):
         assert proc.wait(120) == 1
         assert not answers(proc.http + "/api/time")
     assert b"migrate --noinput failed" in (tmp_path / "serve.log").read_bytes()
-    assert b"gunicorn" not in (tmp_path / "serve.log").read_bytes().split(b"failed")[-1]
+    assert b"granian" not in (tmp_path / "serve.log").read_bytes().split(b"failed")[-1]
 
 
 def test_print_shows_the_documented_lines():

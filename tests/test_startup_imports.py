@@ -1,6 +1,6 @@
 """What a web process imports at boot and on its first reservation: nothing heavier than it needs.
 
-A replacement gunicorn worker used to spend ~2.4 s importing aiogram through the URLconf (the Telegram
+A replacement web worker used to spend ~2.4 s importing aiogram through the URLconf (the Telegram
 views), and the first reservation of each worker paid the same again inside a buyer's request (queueing a
 notification imported the tasks, the delivery service, and aiogram). Each check runs in a fresh
 interpreter, since this test process has long imported everything.
@@ -23,7 +23,7 @@ import json, sys
 import django
 django.setup()
 import wartiket.urls
-import wartiket.wsgi  # what gunicorn (--preload) imports: settings, apps, middleware and the URLconf
+import wartiket.wsgi  # what the web server imports once before forking its workers: settings, apps, middleware and the URLconf
 from django.db import connections
 booted = {
     "aiogram": "aiogram" in sys.modules,

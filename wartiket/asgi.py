@@ -25,7 +25,7 @@ application = ProtocolTypeRouter(
 def _complete_twisted_reason_phrases() -> None:
     """daphne writes the status line with Twisted's table of reason phrases, which lacks 429 and a dozen
     newer codes: a rate-limited buyer got "429 Unknown Status". ASGI carries no reason phrase, so the
-    missing ones are filled in from Python's (the same table Django's reason_phrase uses under gunicorn).
+    missing ones are filled in from Python's (the same table Django's reason_phrase uses under WSGI).
     """
     try:
         from twisted.web import http as twisted_http

@@ -19,9 +19,8 @@ from wartiket.outages import is_outage
 
 log = logging.getLogger(__name__)
 
-# Longest path + query string we answer: real URLs of this site are under 200 bytes. Below gunicorn's own
-# limit (request lines over 4094 bytes get its plain-text 400), so the JSON 414 is what clients see there too;
-# daphne has no limit of its own.
+# Longest path + query string we answer: real URLs of this site are under 200 bytes. Far below what the web
+# server itself accepts, so the JSON 414 is what clients see; daphne has no limit of its own.
 MAX_URI_BYTES = 2048
 
 # Headers an error answer keeps when the middleware turns it into JSON.

@@ -5,7 +5,7 @@ and ``make bench`` measures exactly them (tests/test_serve.py and tests/test_ben
 three agree). Everything comes from the environment (DATABASE_URL, REDIS_URL, DJANGO_*, and the variables
 in ``Config.from_env``), nothing from a file of its own.
 
-Roles: ``web`` (gunicorn, every HTTP request), ``ws`` (daphne, WebSockets only), ``worker`` and ``beat``
+Roles: ``web`` (granian, every HTTP request), ``ws`` (daphne, WebSockets only), ``worker`` and ``beat``
 (Celery), ``live`` (``live_quota``, exactly one per deployment), ``all`` (every one of them, supervised
 here), ``prepare`` (only the one-shot steps). ``web`` and ``all`` first run the steps docs/deploy.md asks
 for before serving: migrate, collectstatic, sync_quota (``--no-prepare`` skips them).
@@ -15,7 +15,7 @@ signals and supervises it directly. ``all``: each process runs in its own proces
 stops them all (SIGTERM, then SIGKILL after ``STOP_TIMEOUT``) and exits 0. If any process exits on its
 own, the rest are stopped and ``serve`` exits 1: restarting is the outer supervisor's job (systemd
 ``Restart=always``, compose ``restart: unless-stopped``), which then starts one consistent set again. A
-gunicorn *worker* that dies is not such an exit: the gunicorn master replaces it at once (``--preload``).
+web *worker* that dies is not such an exit: the web server forks its replacement at once, ready to answer.
 """
 
 from __future__ import annotations
@@ -31,19 +31,19 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 ROLES = ("web", "ws", "worker", "beat", "live")
-# Why these sizes on 2 cores: docs/benchmarks.md, "Sizing gunicorn". On a bigger machine, 2 workers per core.
-WEB_WORKERS = 4
+# Why these sizes on 2 cores: docs/benchmarks.md, "Sizing the web server". On a bigger machine, one worker per core.
+WEB_WORKERS = 2
 WEB_THREADS = 4
 CELERY_CONCURRENCY = 2
 LIVE_INTERVAL_MS = 250
-# Longer than gunicorn's --graceful-timeout, so in-flight reservations finish before anything is killed.
+# Longer than the web server's graceful timeout, so in-flight reservations finish before anything is killed.
 STOP_TIMEOUT = 25.0
 
 
 @dataclass(frozen=True)
 class Config:
     host: str = "127.0.0.1"
-    port: int = 8001  # HTTP (gunicorn)
+    port: int = 8001  # HTTP (granian)
     ws_port: int = 8002  # WebSockets (daphne)
     workers: int = WEB_WORKERS
     threads: int = WEB_THREADS
@@ -66,29 +66,21 @@ class Config:
 def command(role: str, config: Config) -> list[str]:
     """One role's command line as docs/deploy.md shows it (``runnable`` turns it into what is executed)."""
     if role == "web":
+        # granian with the application imported before its workers fork (wartiket/webserver.py says why).
         return [
-            "gunicorn",
-            "wartiket.wsgi:application",
-            "--bind",
-            f"{config.host}:{config.port}",
+            "python",
+            "-m",
+            "wartiket.webserver",
+            "--host",
+            config.host,
+            "--port",
+            str(config.port),
             "--workers",
             str(config.workers),
-            "--worker-class",
-            "gthread",
             "--threads",
             str(config.threads),
             "--backlog",
             "2048",
-            "--keep-alive",
-            "5",
-            "--graceful-timeout",
-            "20",
-            # Import the app once in the master and fork ready workers: a replacement worker answers at once.
-            # Safe: the boot opens no database connection, and Redis clients are per pid.
-            "--preload",
-            # No gunicornc control socket: nothing here uses it, and its one fixed path per user makes two
-            # gunicorns on one machine (a bench next to a test run, two compose projects) fight over it.
-            "--no-control-socket",
         ]
     if role == "ws":
         return ["daphne", "-b", config.host, "-p", str(config.ws_port), "--proxy-headers", "wartiket.asgi:application"]
@@ -118,7 +110,7 @@ def prepare_steps() -> list[list[str]]:
 
 
 def runnable(argv: list[str]) -> list[str]:
-    """The same command run with this interpreter (``python -m gunicorn`` for ``gunicorn``)."""
+    """The same command run with this interpreter (``python -m celery`` for ``celery``)."""
     if argv[0] == "python":
         return [sys.executable, *argv[1:]]
     return [sys.executable, "-m", argv[0], *argv[1:]]
@@ -168,7 +160,7 @@ class Group:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 say(f"{role} did not stop within {STOP_TIMEOUT:.0f}s: killed")
-            # The whole group: gunicorn's workers, Celery's pool.
+            # The whole group: the web server's workers, Celery's pool.
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):

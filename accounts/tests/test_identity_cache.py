@@ -1,6 +1,6 @@
 """A change made without ``save()`` still reaches the Redis identity cache (accounts/services/identity.py).
 
-Real gunicorn, PostgreSQL and Redis: the change is committed by this process, the refusal comes from
+The real web server, PostgreSQL and Redis: the change is committed by this process, the refusal comes from
 another process whose cache held the old facts.
 """
 
@@ -18,7 +18,7 @@ import pytest
 from accounts.models import ApiToken, User
 from accounts.services import identity
 from tests.factory import make_slot, make_user
-from tests.live import ROOT, gunicorn_server, poll, server_env
+from tests.live import ROOT, poll, server_env, web_server
 from wartiket.redis_client import get_redis
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -43,7 +43,7 @@ def test_an_account_deactivated_by_queryset_update_is_refused_within_two_seconds
     slot = make_slot(opens_in=3600)  # too_early: the attempt is decided by Redis alone
     buyer = make_user()
     raw = ApiToken.issue(buyer)
-    with gunicorn_server(workers=1, threads=2) as base:
+    with web_server(workers=1, threads=2) as base:
         assert attempt(base, raw, slot) == 403  # too_early, and the server's cache now holds the facts
         assert get_redis().exists(identity._token_key(identity.hash_secret(raw)))
 

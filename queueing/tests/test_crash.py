@@ -1,7 +1,7 @@
 """A process killed between Redis and PostgreSQL loses no ticket and duplicates none.
 
 The fault-injection point (honoured only under WAR_TESTING with WAR_FAULT_INJECTION=1) SIGKILLs the
-gunicorn worker right after reserve.lua succeeded and before the Ticket row is written.
+web worker right after reserve.lua succeeded and before the Ticket row is written.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from accounts.models import ApiToken
 from queueing.models import Ticket
 from queueing.services.store import slot_keys
 from tests.factory import make_slot, make_user
-from tests.live import gunicorn_server, wait_for
+from tests.live import wait_for, web_server
 from wartiket.redis_client import get_redis
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -39,7 +39,7 @@ def post_war(base: str, token: str, slot, fault: str | None = None):
 def kill_mid_reservation(base: str, token: str, slot) -> None:
     with pytest.raises((ConnectionError, urllib.error.URLError)):
         post_war(base, token, slot, fault="kill-after-reserve")
-    wait_for(f"{base}/api/time")  # gunicorn replaces the dead worker
+    wait_for(f"{base}/api/time")  # the web server replaces the dead worker
 
 
 def holder(slot, user) -> list[str]:
@@ -49,7 +49,7 @@ def holder(slot, user) -> list[str]:
 def test_reconcile_repair_restores_a_ticket_lost_to_a_crash():
     slot = make_slot(quota_size=5)
     buyer = make_user()
-    with gunicorn_server(workers=1, WAR_FAULT_INJECTION="1") as base:
+    with web_server(workers=1, WAR_FAULT_INJECTION="1") as base:
         kill_mid_reservation(base, ApiToken.issue(buyer), slot)
     number, code, _ts, committed, _person = holder(slot, buyer)
     assert committed == "0"
@@ -71,7 +71,7 @@ def test_the_buyers_retry_after_a_crash_gets_the_same_ticket_written_once():
     slot = make_slot(quota_size=5)
     buyer = make_user()
     token = ApiToken.issue(buyer)
-    with gunicorn_server(workers=1, WAR_FAULT_INJECTION="1") as base:
+    with web_server(workers=1, WAR_FAULT_INJECTION="1") as base:
         kill_mid_reservation(base, token, slot)
         _number, code, _ts, _committed, _person = holder(slot, buyer)
         status, body = post_war(base, token, slot)
@@ -86,7 +86,7 @@ def test_the_buyers_retry_after_a_crash_gets_the_same_ticket_written_once():
 def test_fault_injection_is_inert_without_its_setting():
     slot = make_slot(quota_size=5)
     buyer = make_user()
-    with gunicorn_server(workers=1) as base:
+    with web_server(workers=1) as base:
         status, body = post_war(base, ApiToken.issue(buyer), slot, fault="kill-after-reserve")
     assert (status, body["code"]) == (201, "reserved")
     assert Ticket.objects.filter(code=body["ticket"]["code"]).exists()

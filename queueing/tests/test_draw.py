@@ -34,7 +34,7 @@ from queueing.services.store import slot_keys
 from queueing.tests.test_crash import post_war
 from tests.browser import live_quota_process
 from tests.factory import admin_slot_form, make_slot, make_user, token_client, war_body
-from tests.live import ROOT, gunicorn_server, poll, server_env
+from tests.live import ROOT, poll, server_env, web_server
 from tests.pow import solve
 from wartiket.redis_client import get_redis, reset_redis
 
@@ -467,7 +467,7 @@ def test_a_draw_killed_before_its_commit_is_redrawn_once_by_a_late_war_request()
     assert not Draw.objects.get(slot=slot).is_drawn
     assert redis_slot(slot)["draw"] != "done"
 
-    with gunicorn_server(workers=1, WAR_RATE_LIMIT_USER="0") as base:
+    with web_server(workers=1, WAR_RATE_LIMIT_USER="0") as base:
         # The killed run's Redis lock lapses within seconds; meanwhile requests answer not_ready, and
         # each kicks the draw. Nobody hears "reserved" while no row exists.
         def answered():
@@ -535,7 +535,7 @@ def test_the_verify_snippet_of_docs_and_page_checks_a_live_draw_and_catches_a_ch
         enter(principal, slot)
     reach_draw_time(slot)
     draws.run_draw(slot.pk)
-    with gunicorn_server(workers=1) as base:
+    with web_server(workers=1) as base:
         snippet = draws.verify_snippet(f"{base}/api/slots/{slot.pk}/draw")
         page = requests.get(f"{base}/draw/{slot.pk}/", timeout=10)
         assert page.status_code == 200

@@ -6,7 +6,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from tests.factory import make_slot, make_user, token_client, war_body
-from tests.live import gunicorn_server
+from tests.live import web_server
 from wartiket.redis_client import get_redis
 
 pytestmark = pytest.mark.django_db
@@ -59,7 +59,7 @@ def test_postgres_down_answers_503_with_retry_after_not_500():
     import urllib.error
     import urllib.request
 
-    with gunicorn_server(workers=1, DATABASE_URL="postgresql://postgres@127.0.0.1:1/nowhere") as base:
+    with web_server(workers=1, DATABASE_URL="postgresql://postgres@127.0.0.1:1/nowhere") as base:
         with pytest.raises(urllib.error.HTTPError) as error:
             urllib.request.urlopen(f"{base}/api/slots", timeout=10)  # noqa: S310 (loopback only)
     assert error.value.code == 503

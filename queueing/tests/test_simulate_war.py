@@ -1,6 +1,6 @@
 """`simulate_war` as an operator runs it: against live servers, its report checked against PostgreSQL.
 
-The server side is real: gunicorn (HTTP), daphne (WebSockets) and the `live_quota` broadcaster as OS
+The server side is real: granian (HTTP), daphne (WebSockets) and the `live_quota` broadcaster as OS
 processes on the test database and Redis. The command runs as its own process too, as an operator's would.
 """
 
@@ -21,7 +21,7 @@ from queueing.models import Location, Slot, Ticket
 from queueing.services import audit, catalog, quota, rehearsal, reservations
 from queueing.services.store import slot_keys
 from tests.factory import make_slot, make_user
-from tests.live import ROOT, free_port, gunicorn_server, server_env, stop_process, wait_for
+from tests.live import ROOT, free_port, server_env, stop_process, wait_for, web_server
 from wartiket.redis_client import get_redis
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -60,7 +60,7 @@ def simulate(*args: str) -> subprocess.CompletedProcess:
 def test_a_rehearsal_report_matches_the_database_and_a_tampered_one_fails_the_audit(tmp_path):
     users, attempts, seats, early, viewers = 60, 2, 20, 6, 5
     plot = tmp_path / "war.png"
-    with gunicorn_server(workers=2, threads=4) as base, websocket_side() as ws_base:
+    with web_server(workers=2, threads=4) as base, websocket_side() as ws_base:
         result = simulate(
             "--url", base, "--ws-url", ws_base, "--users", str(users), "--attempts-per-user", str(attempts),
             "--quota", str(seats), "--opens-in", "2", "--concurrency", "16", "--early", str(early),
@@ -109,7 +109,7 @@ def test_a_rehearsal_report_matches_the_database_and_a_tampered_one_fails_the_au
 
 def test_a_draw_rehearsal_enters_draws_on_time_tells_every_buyer_and_verifies():
     users, seats = 60, 20
-    with gunicorn_server(workers=2, threads=4) as base, websocket_side():  # live_quota makes the draw
+    with web_server(workers=2, threads=4) as base, websocket_side():  # live_quota makes the draw
         result = simulate(
             "--url", base, "--users", str(users), "--quota", str(seats), "--opens-in", "2",
             "--allocation", "draw", "--draw-grace", "3", "--concurrency", "16", "--json",

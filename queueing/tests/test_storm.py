@@ -1,7 +1,7 @@
 """The opening storm over real HTTP: exact quota, numbers 1..quota, nobody twice, nothing lost.
 
 2,000 attempts from 1,000 buyers, sent by 4 OS processes at the opening second to a multi-process
-gunicorn server, against real PostgreSQL and Redis. The negative control runs the same harness against
+web server (granian), against real PostgreSQL and Redis. The negative control runs the same harness against
 a deliberately unsafe reservation path and must see the overselling.
 """
 
@@ -22,7 +22,7 @@ from accounts.validators import make_nik
 from queueing.models import Ticket
 from queueing.services import audit, clock, heal, reconcile
 from tests.factory import make_slot
-from tests.live import gunicorn_server, poll
+from tests.live import poll, web_server
 from tests.storm import storm
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -54,7 +54,7 @@ def run_storm(*, quota_size: int = QUOTA, persist: float = 0.0, during=None, **s
     attempts = [(i, token) for i, token in enumerate(tokens) for _ in range(ATTEMPTS_PER_BUYER)]
     random.Random(7).shuffle(attempts)
     body = {"location_id": slot.location.slug, "time_slot": slot.time_label, "date": slot.date.isoformat()}
-    with gunicorn_server(workers=3, threads=8, WAR_RATE_LIMIT_IP="0", **server_env) as base:
+    with web_server(workers=3, threads=8, WAR_RATE_LIMIT_IP="0", **server_env) as base:
         opens_in = (slot.war_opens_at - clock.redis_now()).total_seconds()
         results = storm(
             base,

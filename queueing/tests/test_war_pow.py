@@ -23,7 +23,7 @@ from queueing.models import Challenge, Slot, Ticket
 from queueing.services import catalog, heal
 from queueing.services.store import pow_key, script, slot_keys
 from tests.factory import admin_slot_form, make_slot, make_user, token_client, war_body
-from tests.live import gunicorn_server
+from tests.live import web_server
 from tests.pow import solve
 from tests.private_redis import PrivateRedis
 from wartiket.redis_client import get_redis
@@ -389,7 +389,7 @@ def test_over_http_a_proof_buys_one_attempt():
     slot.challenge = Challenge.ON
     slot.save()  # post_save rebuilds the war catalog after the commit, as an admin edit does
     tokens = [ApiToken.issue(make_user()) for _ in range(3)]
-    with gunicorn_server(workers=1, threads=2) as base:
+    with web_server(workers=1, threads=2) as base:
 
         def war(token, proof=None):
             headers = {"Authorization": f"Token {token}"} | ({"X-Altcha": proof} if proof else {})

@@ -1,7 +1,7 @@
 """Bad input never reaches a 500, and every error under /api/ is JSON with a stable code.
 
 Django's own errors included (its 400, 403, 404, 413, 500, an over-long URI); pages get the branded
-templates instead. Run in-process against the real PostgreSQL and Redis, plus a real gunicorn at the end.
+templates instead. Run in-process against the real PostgreSQL and Redis, plus the real web server at the end.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 from queueing.models import new_ticket_code
 from queueing.services.errors import ERRORS
 from tests.factory import make_slot, make_user, token_client, war_body
-from tests.live import gunicorn_server
+from tests.live import web_server
 
 pytestmark = pytest.mark.django_db
 
@@ -137,7 +137,7 @@ def test_api_csrf_failure_is_403_csrf_failed():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_through_gunicorn_bad_input_gets_json_codes_not_500():
+def test_through_the_web_server_bad_input_gets_json_codes_not_500():
     """The same answers from the production HTTP server (its own parsing and limits in front of Django)."""
 
     def call(path, body=None, content_type="application/json"):
@@ -150,7 +150,7 @@ def test_through_gunicorn_bad_input_gets_json_codes_not_500():
         except urllib.error.HTTPError as error:
             return error.code, error.headers, error.read()
 
-    with gunicorn_server(workers=1, threads=2) as base:
+    with web_server(workers=1, threads=2) as base:
         for path, body, status, code in [
             ("/api/auth/token", DEEP.encode(), 400, "malformed_json"),
             ("/api/auth/token", b'{"password": "' + b"x" * 2_000_000 + b'"}', 413, "too_large"),

@@ -1,4 +1,4 @@
-"""The OpenAPI schema tells the truth: schemathesis sends generated requests to a live gunicorn and checks
+"""The OpenAPI schema tells the truth: schemathesis sends generated requests to the live web server and checks
 every answer's status code, content type, headers and body against what the schema documents.
 
 Limited examples per operation so the test stays well under a minute; generated both valid requests
@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import (
 
 from accounts.models import ApiToken
 from tests.factory import make_slot, make_user, token_client, war_body
-from tests.live import gunicorn_server
+from tests.live import web_server
 
 CHECKS = [
     not_a_server_error,
@@ -83,7 +83,7 @@ def test_the_live_api_answers_as_its_schema_says():
     headers = {"Authorization": f"Token {ApiToken.issue(buyer)}"}
     second = {"Authorization": f"Token {ApiToken.issue(second_buyer)}"}
 
-    with gunicorn_server(workers=1, threads=4) as base:
+    with web_server(workers=1, threads=4) as base:
         for page in ("/api/docs/", "/api/redoc/"):  # the pages and every script and style they load
             html = requests.get(base + page, timeout=10).text
             for asset in re.findall(r'(?:src|href)="(/static/[^"]+)"', html):

@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiToken
 from tests.factory import make_slot, make_user, token_client, war_body
-from tests.live import free_port, gunicorn_server, served
+from tests.live import free_port, served, web_server
 from wartiket.redis_client import reset_redis
 
 pytestmark = pytest.mark.django_db
@@ -111,7 +111,7 @@ def status_line(base: str, path: str, headers: dict, body: bytes) -> tuple[int, 
 
 
 @pytest.mark.django_db(transaction=True)
-def test_429_says_too_many_requests_on_daphne_and_gunicorn():
+def test_429_says_too_many_requests_on_daphne_and_the_web_server():
     headers = {"Authorization": f"Token {ApiToken.issue(make_user())}", "Content-Type": "application/json"}
     # Two attempts with a limit of one: the second is rate-limited (the first is too early).
     body = json.dumps(war_body(make_slot(opens_in=3600))).encode()
@@ -120,6 +120,6 @@ def test_429_says_too_many_requests_on_daphne_and_gunicorn():
     with served(daphne, port, quiet=True, WAR_RATE_LIMIT_USER="1") as base:
         lines = [status_line(base, "/api/war", headers, body) for _ in range(2)]
     assert lines[-1] == (429, "Too Many Requests"), lines
-    with gunicorn_server(workers=1, threads=2, WAR_RATE_LIMIT_USER="1") as base:
+    with web_server(workers=1, threads=2, WAR_RATE_LIMIT_USER="1") as base:
         lines = [status_line(base, "/api/war", headers, body) for _ in range(2)]
     assert lines[-1] == (429, "Too Many Requests"), lines
