@@ -791,7 +791,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--no-docs", action="store_true", help="do not append the entry to docs/benchmarks.md")
     parser.add_argument(
-        "--sweep", metavar="WxT", nargs="+", help="size the web server instead: measure each workersxthreads (e.g. 2x2 2x4)"
+        "--sweep",
+        metavar="WxT",
+        nargs="+",
+        help="size the web server instead: measure each workersxthreads (e.g. 2x2 2x4)",
     )
     parser.add_argument("--sweep-seconds", type=float, default=6.0)
     args = parser.parse_args(argv)

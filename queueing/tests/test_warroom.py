@@ -343,8 +343,8 @@ PLAIN_CASES = [
 
 @pytest.mark.parametrize("body", PLAIN_CASES)
 def test_war_fields_accept_only_what_the_schemas_serializer_accepts_with_the_same_values(body):
-    from queueing.war_endpoint import war_fields
     from queueing.serializers import WarRequestSerializer
+    from queueing.war_endpoint import war_fields
 
     fields, errors = war_fields(body)
     form = WarRequestSerializer(data=body)
