@@ -744,7 +744,8 @@ def write_entry(result: dict, command: str) -> None:
         "",
         f"- Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gb']} GB memory, {m['os']}.",
         f"- Versions: {versions}.",
-        f"- Servers: granian {sizes['workers']} workers x {sizes['threads']} threads (WSGI, preloaded), one daphne, Celery "
+        f"- Servers: granian {sizes['workers']} workers x {sizes['threads']} threads (WSGI, preloaded), one daphne, "
+        "Celery "
         "worker + beat, live_quota; embedded or given PostgreSQL and Redis; load generator on the same machine "
         f"({sizes['processes']} processes, {sizes['connections']} connections in every measurement).",
         f"- Duration: {result['duration_s']:.0f} s in all.",

@@ -23,7 +23,7 @@ import json, sys
 import django
 django.setup()
 import wartiket.urls
-import wartiket.wsgi  # what the web server imports once before forking its workers: settings, apps, middleware and the URLconf
+import wartiket.wsgi  # what the web server imports before forking its workers: settings, apps, URLconf
 from django.db import connections
 booted = {
     "aiogram": "aiogram" in sys.modules,
