@@ -170,7 +170,7 @@ def put(kind: str, code: str) -> None:
     """Queue one ticket event for the next batch. Never raises into the caller's request."""
     try:
         publisher().put(kind, code)
-    except Exception:  # e.g. no thread can be started at interpreter shutdown: the sweeper backfills it
+    except Exception:  # nothing expected raises here; if anything does, the sweeper backfills the event
         log.exception("could not queue ticket event %s %s; the sweeper will pick it up", kind, code)
 
 
