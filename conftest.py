@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from accounts.services import identity
+from notifications.services import publisher
 from queueing.services import catalog, clock, heal, warroom
 from wartiket.redis_client import get_redis, reset_redis
 
@@ -28,6 +29,8 @@ def clean_redis(settings):
     """
     assert settings.TESTING, "tests must run with WAR_TESTING settings"
     settings.WAR_SELF_HEAL = False
+    # Ticket events a previous test queued are published now, into its Redis, not later into this one's.
+    publisher.flush()
     reset_redis()
     get_redis().flushdb()
     heal.mark_built()
@@ -38,4 +41,5 @@ def clean_redis(settings):
     warroom._retry_at = 0.0
     warroom._pending.clear()
     yield
+    publisher.flush()
     reset_redis()

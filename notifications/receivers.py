@@ -1,4 +1,4 @@
-"""Ticket events → Celery, after commit. Runs inside the reservation request: one broker push, no queries."""
+"""Ticket events → Celery, after commit. Runs inside the reservation request: an in-memory append, no I/O."""
 
 from __future__ import annotations
 

@@ -38,10 +38,28 @@ def deliver_notification(notification_id: int) -> str:
 
 @shared_task(name="notifications.ticket_event", acks_late=True, ignore_result=True)
 def ticket_event(kind: str, code: str) -> str:
+    """One ticket event: what web processes queued before ``ticket_events`` batches (kept for those messages)."""
     notification_id = notify.record_ticket_event(kind, code)
     if notification_id is None:
         return "not_linked"
     return _deliver_or_schedule(notification_id)
+
+
+@shared_task(name="notifications.ticket_events", acks_late=True, ignore_result=True)
+def ticket_events(events: list[list[str]]) -> int:
+    """A web process's batch of ticket events ([kind, code], services/publisher.py): record each, queue its send.
+
+    Each send is its own ``notifications.deliver`` task, so a batch is spread over the workers instead of
+    sending one Telegram message after another here. Run twice (a worker lost), it records nothing twice
+    and the claim sends nothing twice. Returns how many notifications were queued.
+    """
+    queued = 0
+    for kind, code in events:
+        notification_id = notify.record_ticket_event(kind, code)
+        if notification_id is not None:
+            deliver_notification.delay(notification_id)
+            queued += 1
+    return queued
 
 
 @shared_task(name="notifications.draw_result", acks_late=True, ignore_result=True)

@@ -1,7 +1,8 @@
 """Real Celery worker processes on the real Redis broker, sending to the fake Bot API.
 
-Reservations go through the war API in this process; ``transaction.on_commit`` queues the task; the
-worker (a separate OS process on the same test database) sends. Nothing here is mocked.
+Reservations go through the war API in this process; ``transaction.on_commit`` hands the event to this
+process's publisher, whose thread queues it (in a batch: ``notifications.ticket_events``); the worker (a
+separate OS process on the same test database) sends. Nothing here is mocked.
 """
 
 from __future__ import annotations
