@@ -1,4 +1,4 @@
-# War Tiket Engine image: one image for every process of docs/deploy.md (gunicorn for HTTP, daphne for
+# War Tiket Engine image: one image for every process of docs/deploy.md (granian for HTTP, daphne for
 # WebSockets only, live_quota, the Celery worker and beat), all started by `python -m wartiket.serve ROLE`;
 # docker-compose.yml runs one role per container, the default command runs them all in one
 # container. PostgreSQL and Redis run as their own services, never inside this image.

@@ -17,7 +17,7 @@ What is promised, and why it still holds:
   event refused because the queue is full. Each of those is a ticket event that was never queued, which is
   exactly what the sweeper (``tasks.sweep`` → ``notify.backfill_ticket_events``, every minute, tickets
   older than 5 minutes and younger than 6 hours) records and queues: the message comes minutes late, once.
-  A normal exit (atexit) publishes what is queued.
+  A normal exit publishes what is queued (atexit; in a multiprocessing child, its exit finalizer).
 - Fork safety: the queue, its lock and its thread belong to the process that made them. A forked child
   (a gunicorn worker, a test) starts with an empty queue and starts its own thread on its first event: it
   never publishes, or drops, events its parent queued; the parent's own thread publishes those.
@@ -28,6 +28,7 @@ from __future__ import annotations
 import atexit
 import collections
 import logging
+import multiprocessing.util
 import os
 import threading
 import time
@@ -163,6 +164,9 @@ def publisher() -> Publisher:
     with _create_lock:
         if _publisher is None or _publisher.pid != os.getpid():
             _publisher = Publisher()
+            # A multiprocessing child (each granian web worker is one) ends with os._exit(), which skips
+            # atexit; it runs the finalizers registered in it instead (those of its parent are cleared).
+            multiprocessing.util.Finalize(None, flush, exitpriority=10)
         return _publisher
 
 
@@ -189,7 +193,7 @@ def _after_fork_in_child() -> None:
     _publisher = None
     _create_lock = threading.Lock()
     # Celery's producer pool likewise (its mutex may have been held by the parent's publishing thread).
-    # Celery resets it by itself only in billiard's children; gunicorn's workers and os.fork need this.
+    # Celery resets it by itself only in billiard's children; web workers and os.fork need this.
     app._after_fork()
 
 

@@ -219,3 +219,36 @@ def test_a_process_that_exits_normally_publishes_what_it_had_queued():
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - started < 30  # atexit cut the 60 s window short
     assert queued() == [(publisher.TASK, [[[RESERVED, f"EXIT-{n}"] for n in range(5)]])]
+
+
+WORKER_PROBE = """
+import multiprocessing
+import django
+django.setup()
+from notifications.services import publisher
+publisher.BATCH_WINDOW_S = 60.0
+
+
+def worker():  # what a granian web worker is: a forked multiprocessing child, which ends with os._exit()
+    for n in range(3):
+        publisher.put("ticket_reserved", f"WORKER-{n}")
+
+
+child = multiprocessing.get_context("fork").Process(target=worker)
+child.start()
+child.join(30)
+assert child.exitcode == 0
+"""
+
+
+def test_a_web_worker_that_stops_normally_publishes_what_it_had_queued():
+    """A multiprocessing child skips atexit: its exit finalizer publishes its queue instead."""
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="wartiket.settings", REDIS_URL=settings.REDIS_URL)
+    env["CELERY_BROKER_URL"] = settings.REDIS_URL
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", WORKER_PROBE], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 30
+    assert queued() == [(publisher.TASK, [[[RESERVED, f"WORKER-{n}"] for n in range(3)]])]
