@@ -19,7 +19,7 @@ What is promised, and why it still holds:
   older than 5 minutes and younger than 6 hours) records and queues: the message comes minutes late, once.
   A normal exit publishes what is queued (atexit; in a multiprocessing child, its exit finalizer).
 - Fork safety: the queue, its lock and its thread belong to the process that made them. A forked child
-  (a gunicorn worker, a test) starts with an empty queue and starts its own thread on its first event: it
+  (a web worker, a test) starts with an empty queue and starts its own thread on its first event: it
   never publishes, or drops, events its parent queued; the parent's own thread publishes those.
 """
 
