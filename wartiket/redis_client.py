@@ -122,6 +122,12 @@ def _call(client: redis.Redis, packed: list[bytes]):
         raise
 
 
+def command(*args):
+    """One Redis command on this thread's connection (see ``Script``): the war path's reads that are not a
+    script (an identity lookup on a caller's first attempt). Never repeated, like a script."""
+    return _call(get_redis(), [hiredis.pack_command(args)])
+
+
 def lua(path: Path) -> Script:
     """The Lua script at ``path`` on this process' client, made once per client.
 

@@ -57,7 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     from granian import Granian
     from granian.constants import Interfaces
 
+    from wartiket.celery import app as celery_app
     from wartiket.wsgi import application  # the preload: every worker forks with it imported
+
+    # A worker's first ticket event would import kombu's Redis transport while publishing: about a tenth of
+    # a second holding the GIL, in the middle of a war's opening (seen in a profile of the storm). Making a
+    # broker connection object imports it; the object opens nothing and is dropped before the fork.
+    celery_app.connection_for_write().release()
 
     server = Granian(
         TARGET,

@@ -42,6 +42,7 @@ from django.db import connections
 from django.utils.crypto import constant_time_compare
 
 from accounts.models import ApiToken, User, hash_secret, person_key
+from wartiket.redis_client import command as redis_command
 from wartiket.redis_client import get_redis
 
 log = logging.getLogger(__name__)
@@ -166,7 +167,8 @@ def principal_for_token(raw_key: str) -> Principal | None:
 
 def _token_facts(key: str) -> dict | str:
     r = get_redis()
-    cached = r.get(key)
+    # On this thread's own connection: in a war's opening, every buyer's first attempt comes here.
+    cached = redis_command("GET", key)
     if cached:
         facts = cached if cached == UNKNOWN else json.loads(cached)
         local.put(key, facts, LOCAL_TTL if facts != UNKNOWN else min(LOCAL_TTL, NEGATIVE_TTL))
@@ -189,7 +191,7 @@ def principal_for_session(session) -> Principal | None:
     facts = local.get(key)
     if facts is None:
         r = get_redis()
-        cached = r.get(key)
+        cached = redis_command("GET", key)
         if cached:
             facts = json.loads(cached)
             local.put(key, facts)
