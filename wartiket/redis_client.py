@@ -7,7 +7,6 @@ The war's Lua scripts run on a leaner line still (``Script`` below): one connect
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from functools import cache
 from pathlib import Path
@@ -18,6 +17,8 @@ from django.conf import settings
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
+from wartiket import pid
+
 _client: redis.Redis | None = None
 _client_pid: int | None = None
 
@@ -25,7 +26,7 @@ _client_pid: int | None = None
 def get_redis() -> redis.Redis:
     global _client, _client_pid
     # A pool inherited over fork() would share sockets between processes: rebuild it per pid.
-    if _client is None or _client_pid != os.getpid():
+    if _client is None or _client_pid != pid.current():
         _client = redis.Redis.from_url(
             settings.REDIS_URL,
             decode_responses=True,
@@ -34,7 +35,7 @@ def get_redis() -> redis.Redis:
             health_check_interval=30,
             max_connections=256,
         )
-        _client_pid = os.getpid()
+        _client_pid = pid.current()
     return _client
 
 
@@ -96,7 +97,7 @@ _lines = threading.local()
 def _connection(client: redis.Redis) -> redis.Connection:
     """This thread's connection to ``client``'s server (per pid: a forked child never shares a socket)."""
     conn = getattr(_lines, "conn", None)
-    if conn is not None and _lines.client is client and _lines.pid == os.getpid():
+    if conn is not None and _lines.client is client and _lines.pid == pid.current():
         try:
             # Between two calls nothing may arrive: something readable is Redis closing the connection.
             if not conn.can_read(timeout=0):
@@ -107,7 +108,7 @@ def _connection(client: redis.Redis) -> redis.Connection:
         return conn
     pool = client.connection_pool
     conn = pool.connection_class(**pool.connection_kwargs)
-    _lines.conn, _lines.client, _lines.pid = conn, client, os.getpid()
+    _lines.conn, _lines.client, _lines.pid = conn, client, pid.current()
     return conn
 
 

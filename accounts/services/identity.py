@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from django.db import connections
 from django.utils.crypto import constant_time_compare
 
 from accounts.models import ApiToken, User, hash_secret, person_key
+from wartiket import pid
 from wartiket.redis_client import command as redis_command
 from wartiket.redis_client import get_redis
 
@@ -266,16 +266,16 @@ class Listener:
 
     def ensure_started(self) -> None:
         # The fast path is one comparison; the pid check restarts the thread in a forked child.
-        if self._pid == os.getpid():
+        if self._pid == pid.current():
             return
         with self._lock:
-            if self._pid == os.getpid():
+            if self._pid == pid.current():
                 return
             self._stop = threading.Event()
             self.ready = threading.Event()
             self._thread = threading.Thread(target=self._run, args=(self._stop,), name="identity-listener", daemon=True)
             self._thread.start()
-            self._pid = os.getpid()
+            self._pid = pid.current()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop this process's thread (tests: its connection would keep the test database from being dropped)."""
