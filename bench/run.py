@@ -35,6 +35,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,6 +58,7 @@ class Sizes:
     storm_attempts: int
     seats: int
     viewers: tuple[int, ...]  # tried in order until one works
+    capacity_viewers: int = 10_000  # idle viewers connected at once: how many work, memory per viewer
     limited_buyers: int = 20  # tokens of the rate-limited phase, each far over WAR_RATE_LIMIT_USER
     workers: int = serve.WEB_WORKERS
     threads: int = serve.WEB_THREADS
@@ -83,6 +85,7 @@ SMOKE = Sizes(
     storm_attempts=2,
     seats=10,
     viewers=(6,),
+    capacity_viewers=20,
     limited_buyers=2,
     workers=1,
     threads=2,
@@ -327,6 +330,51 @@ def storm(stack: Stack, sizes: Sizes, viewers: int) -> dict:
     return report
 
 
+def viewer_capacity(stack: Stack, count: int, slot_id: int, timeout: float = 180.0) -> dict:
+    """``count`` viewers of one slot connected at once to the one daphne (idle: no war): how many connect and
+    get the slot's state, and the daphne process' memory per connected viewer (RSS after / before)."""
+    import psutil
+
+    from queueing.services import rehearsal
+    from queueing.services.rehearsal.load import ViewerJob, Workers, run_viewer_job, split
+
+    daphne = psutil.Process(stack.procs["ws"].pid)  # serve exec'd daphne: this pid is daphne
+    rss_before = daphne.memory_info().rss
+    target = rehearsal.Target.parse(stack.ws)
+    workers = Workers()
+    connected, zeroed, settled, stop = workers.counter(), workers.counter(), workers.counter(), workers.event()
+    never = workers.ctx.Value("d", float("inf"))  # no opening: messages are not counted
+    started = time.monotonic()
+    for part in split(list(range(count)), 2):
+        job = ViewerJob(
+            target.url(f"/ws/slots/{slot_id}/", websocket=True),
+            origin=f"https://{target.host_header}",
+            count=len(part),
+            connect_parallel=50,
+        )
+        workers.start(run_viewer_job, (job, connected, zeroed, stop, never, settled))
+    while settled.value < count and time.monotonic() - started < timeout:
+        time.sleep(0.2)
+    connect_s = time.monotonic() - started
+    time.sleep(2)  # the initial states delivered and the buffers settled
+    rss_after = daphne.memory_info().rss
+    stop.set()
+    rows = [row for part in workers.results(timeout=120) for row in part]
+    ok = sum(1 for row in rows if row.connected)
+    errors = Counter(row.error.split(":")[0] for row in rows if row.error)
+    result = {
+        "viewers": count,
+        "connected": ok,
+        "connect_s": round(connect_s, 1),
+        "daphne_rss_mb_before": round(rss_before / 2**20, 1),
+        "daphne_rss_mb_after": round(rss_after / 2**20, 1),
+        "kb_per_viewer": round((rss_after - rss_before) / 1024 / ok, 1) if ok else None,
+        "errors": dict(errors),
+    }
+    say(f"viewer capacity: {result}")
+    return result
+
+
 def viewers_worked(report: dict, viewers: int) -> bool:
     seen = report["viewers"]
     return seen.get("connected") == viewers and seen.get("saw_zero") == viewers
@@ -554,6 +602,8 @@ def measure(sizes: Sizes, env: dict[str, str], data_dir: Path) -> dict:
             if viewers_worked(report, viewers) or not report["exact"]:
                 break
         stack.check()
+        capacity = viewer_capacity(stack, sizes.capacity_viewers, not_open.pk)
+        stack.check()
         restart = worker_restart(stack)
         stack.check()
 
@@ -569,6 +619,7 @@ def measure(sizes: Sizes, env: dict[str, str], data_dir: Path) -> dict:
         storms=storms,
         storm_ratio=round(main_storm["throughput_rps"] / ceiling_rps, 3) if main_storm["throughput_rps"] else None,
         largest_viewers_that_worked=worked["run"]["viewers"] if worked else None,
+        viewer_capacity=capacity,
         worker_restart=restart,
         exact=all(s["exact"] for s in storms),
     )
@@ -666,6 +717,11 @@ def table(result: dict) -> str:
         f"| PostgreSQL transactions during the three rejection phases (all processes) | "
         f"{result['rejection_pg_transactions']:,} for {result['rejection_requests']:,} requests |"
     )
+    capacity = result["viewer_capacity"]
+    lines.append(
+        f"| idle viewers of one slot on one daphne: connected / tried (daphne memory per viewer) | "
+        f"{capacity['connected']:,} / {capacity['viewers']:,} ({capacity['kb_per_viewer']} KB) |"
+    )
     restart = result["worker_restart"]
     lines.append(
         f"| a web worker killed (SIGKILL) → replacement forked / answering | {_ms(restart['forked_ms'])} / "
@@ -726,6 +782,12 @@ def reading(result: dict) -> list[str]:
         f"{_ms(watched['database']['open_to_last_commit_ms'])} after opening; {seen.get('saw_zero')} saw 0, the "
         f"last {_ms(zero_ms)} after sell-out (target: 5,000 viewers ≤ 1,000 ms): "
         f"{verdict(None if zero_ms is None else (zero_ms <= 1000 and seen.get('saw_zero') >= 5000))}."
+    )
+    capacity = result["viewer_capacity"]
+    lines.append(
+        f"- Idle viewers on one daphne: {capacity['connected']:,} of {capacity['viewers']:,} connected "
+        f"(target: 10,000 on this machine): {verdict(capacity['connected'] >= 10_000)}; "
+        f"{capacity['kb_per_viewer']} KB of daphne memory per viewer."
     )
     lines.append(
         f"- Killed web worker: its replacement answered {_ms(restart)} after the kill (target < 1,000 ms): "
