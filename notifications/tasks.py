@@ -54,8 +54,7 @@ def ticket_events(events: list[list[str]]) -> int:
     and the claim sends nothing twice. Returns how many notifications were queued.
     """
     queued = 0
-    for kind, code in events:
-        notification_id = notify.record_ticket_event(kind, code)
+    for notification_id in notify.record_ticket_events(events):
         if notification_id is not None:
             deliver_notification.delay(notification_id)
             queued += 1

@@ -117,6 +117,9 @@ def test_serve_all_starts_every_process_and_sigterm_stops_them_all(tmp_path):
         poll(lambda: answers(proc.http + "/api/time"), timeout=90, message="the web server")
         poll(lambda: answers(proc.ws + "/api/time"), timeout=90, message="daphne")
         poll(lambda: set(roles_running(proc)) == set(serve.ROLES), timeout=30, message="every role")
+        # Telegram's worker and beat yield the CPU to the war's processes.
+        niceness = {role: process.nice() for role, process in roles_running(proc).items()}
+        assert niceness == {"web": 0, "ws": 0, "worker": 10, "beat": 10, "live": 0}
         everything = psutil.Process(proc.pid).children(recursive=True)
         assert len(everything) > len(serve.ROLES)  # the web server's workers and Celery's pool too
 

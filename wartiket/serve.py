@@ -36,6 +36,10 @@ WEB_WORKERS = 2
 WEB_THREADS = 4
 CELERY_CONCURRENCY = 2
 LIVE_INTERVAL_MS = 250
+# Background roles yield the CPU to the war: during an opening storm on a small machine, the Celery worker
+# recording a thousand ticket events competed with the reservations themselves (docs/benchmarks.md). A
+# Telegram message may wait a moment; a buyer's answer may not. Niceness only matters when CPU is short.
+NICE = {"worker": 10, "beat": 10}
 # Longer than the web server's graceful timeout, so in-flight reservations finish before anything is killed.
 STOP_TIMEOUT = 25.0
 
@@ -116,6 +120,12 @@ def runnable(argv: list[str]) -> list[str]:
     return [sys.executable, "-m", argv[0], *argv[1:]]
 
 
+def yield_cpu(role: str) -> None:
+    """Lower this process' priority if ``role`` is a background one (``NICE``)."""
+    if NICE.get(role):
+        os.nice(NICE[role])
+
+
 def say(message: str) -> None:
     print(f"serve | {message}", file=sys.stderr, flush=True)
 
@@ -136,7 +146,9 @@ class Group:
     def start(self, config: Config) -> None:
         for role, argv in recipe(config):
             # Own process group: a terminal's Ctrl-C reaches only us, and we stop the children in order.
-            self.procs[role] = subprocess.Popen(runnable(argv), cwd=REPO, start_new_session=True)
+            self.procs[role] = subprocess.Popen(
+                runnable(argv), cwd=REPO, start_new_session=True, preexec_fn=lambda role=role: yield_cpu(role)
+            )
             say(f"{role} started (pid {self.procs[role].pid}): {' '.join(argv)}")
 
     def wait(self) -> int:
@@ -218,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         return serve_all(config)
     # One role: become it, so signals and exit status are the server's own.
     argv = runnable(command(args.role, config))
+    yield_cpu(args.role)
     os.execv(argv[0], argv)  # noqa: S606 (our own argv, no shell)
     return 1  # not reached
 

@@ -21,13 +21,29 @@ TICKET_KINDS = {Kind.TICKET_RESERVED, Kind.TICKET_CANCELLED}
 
 def record_ticket_event(kind: str, code: str) -> int | None:
     """The notification id for a ticket event, or None when nobody is to be told."""
-    if kind not in TICKET_KINDS:
-        raise ValueError(f"not a ticket event: {kind!r}")
-    user_id = Ticket.objects.filter(code=code).values_list("user_id", flat=True).first()
-    if user_id is None or not TelegramLink.objects.filter(user_id=user_id, active=True).exists():
-        return None
-    notification, _ = Notification.objects.get_or_create(user_id=user_id, kind=kind, object_ref=code)
-    return notification.pk
+    return record_ticket_events([(kind, code)])[0]
+
+
+def record_ticket_events(events) -> list[int | None]:
+    """``record_ticket_event`` for each (kind, code), in order: one query finds whose tickets have an active
+    Telegram link (a war's batch is mostly buyers without one), then one row per person to be told."""
+    for kind, _code in events:
+        if kind not in TICKET_KINDS:
+            raise ValueError(f"not a ticket event: {kind!r}")
+    linked = dict(
+        Ticket.objects.filter(code__in={code for _kind, code in events})
+        .filter(Exists(TelegramLink.objects.filter(user_id=OuterRef("user_id"), active=True)))
+        .values_list("code", "user_id")
+    )
+    ids: list[int | None] = []
+    for kind, code in events:
+        user_id = linked.get(code)
+        if user_id is None:
+            ids.append(None)
+            continue
+        notification, _ = Notification.objects.get_or_create(user_id=user_id, kind=kind, object_ref=code)
+        ids.append(notification.pk)
+    return ids
 
 
 def record_draw_waiting(slot_id: int) -> list[int]:

@@ -252,3 +252,21 @@ def test_a_web_worker_that_stops_normally_publishes_what_it_had_queued():
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - started < 30
     assert queued() == [(publisher.TASK, [[[RESERVED, f"WORKER-{n}"] for n in range(3)]])]
+
+
+def test_a_batch_costs_one_query_for_its_buyers_without_telegram_and_a_row_for_each_linked_one(
+    django_assert_num_queries,
+):
+    """The worker records a war's batch (mostly buyers without Telegram) with one lookup, not two per ticket."""
+    from notifications.services import notify
+
+    slot = make_slot(quota_size=30)
+    unlinked = [reserve(make_user(), slot) for _ in range(20)]
+    buyer = make_user()
+    link(buyer)
+    linked = reserve(buyer, slot)
+    with django_assert_num_queries(1):
+        assert notify.record_ticket_events([[RESERVED, code] for code in unlinked]) == [None] * 20
+    ids = notify.record_ticket_events([[RESERVED, unlinked[0]], [RESERVED, linked], [RESERVED, linked]])
+    assert ids[0] is None and ids[1] == ids[2] is not None  # the linked buyer's, once however often asked
+    assert Notification.objects.get(pk=ids[1]).object_ref == linked
