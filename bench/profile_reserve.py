@@ -2,7 +2,7 @@
 
 N distinct rehearsal buyers each reserve one seat of an open N-seat slot through the WSGI application
 (``wartiket.wsgi.application``: the middleware, view, Redis scripts, ticket INSERT and notification hand-off
-gunicorn runs), one after another on one thread. Prints per reservation: wall µs, this process' CPU µs (all
+the web server runs), one after another on one thread. Prints per reservation: wall µs, this process' CPU µs (all
 of its threads, so a background publisher's work is counted; the clock stops after the queued ticket events
 are published), PostgreSQL queries, and Celery publishes. Uses DATABASE_URL / REDIS_URL (production
 settings, DEBUG off); creates rehearsal data and removes it. The ticket events' tasks stay on the broker
@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import secrets
 import sys
 import time
 
-from bench.profile_war import environ
+from bench.profile_war import environ, setup_django
 
 WARM_UP = 50
 
@@ -28,24 +26,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", type=int, default=1000, help="reservations measured (default 1000)")
     parser.add_argument("--profile", action="store_true", help="then a pyinstrument profile of as many more")
     args = parser.parse_args(argv)
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="bench.settings",
-        DJANGO_DEBUG="false",
-        DJANGO_SECRET_KEY=os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50),
-        DJANGO_ALLOWED_HOSTS="127.0.0.1",
-        WAR_TESTING="0",
-        WAR_RATE_LIMIT_IP="0",
-        WAR_RATE_LIMIT_USER="0",
-    )
-    import django
-
-    django.setup()
+    setup_django()
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     from queueing.services import rehearsal
     from wartiket.celery import app as celery_app
-    from wartiket.wsgi import application as app  # what gunicorn serves: /api/war through WAR_MIDDLEWARE
+    from wartiket.wsgi import application as app  # what the web server serves
 
     publishes = []
     send_task = celery_app.send_task

@@ -45,11 +45,8 @@ def environ(path: str, body: bytes, token: str) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.profile_war", description=__doc__.split("\n\n")[0])
-    parser.add_argument("-n", type=int, default=3000, help="requests per measurement (default 3000)")
-    parser.add_argument("--no-profile", action="store_true")
-    args = parser.parse_args(argv)
+def setup_django() -> None:
+    """Production settings (DEBUG off) in this process, without the limits a one-client loop would hit."""
     os.environ.update(
         DJANGO_SETTINGS_MODULE="bench.settings",
         DJANGO_DEBUG="false",
@@ -62,6 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     import django
 
     django.setup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.profile_war", description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", type=int, default=3000, help="requests per measurement (default 3000)")
+    parser.add_argument("--no-profile", action="store_true")
+    args = parser.parse_args(argv)
+    setup_django()
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 

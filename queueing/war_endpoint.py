@@ -34,7 +34,7 @@ from importlib import import_module
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIRequest
 from django.core.signals import setting_changed
-from django.db import close_old_connections
+from django.db import DatabaseError, close_old_connections
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
@@ -376,7 +376,10 @@ def application(environ: dict, start_response):
             answer = Answer(500, error_body("server_error"))
     finally:
         # What Django's request_finished does for us: a broken or too old database connection is closed.
-        close_old_connections()
+        try:
+            close_old_connections()
+        except DatabaseError:  # closing a connection PostgreSQL already dropped: the answer stands
+            log.warning("war endpoint: closing a broken database connection failed", exc_info=True)
     content = answer.content()
     headers = [
         ("Content-Type", "application/json"),
