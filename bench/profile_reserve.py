@@ -1,7 +1,7 @@
 """What one *winning* war attempt costs, in one process, without the network: ``python -m bench.profile_reserve``.
 
 N distinct rehearsal buyers each reserve one seat of an open N-seat slot through the WSGI application
-(``wartiket.wsgi.application``: the middleware, view, Redis scripts, ticket INSERT and notification hand-off
+(``wartiket.wsgi.application``: the war endpoint, Redis scripts, ticket INSERT and notification hand-off
 the web server runs), one after another on one thread. Prints per reservation: wall µs, this process' CPU µs (all
 of its threads, so a background publisher's work is counted; the clock stops after the queued ticket events
 are published), PostgreSQL queries, and Celery publishes. Uses DATABASE_URL / REDIS_URL (production
