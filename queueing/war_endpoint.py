@@ -216,13 +216,16 @@ def attempt(meta: dict, read_body: Callable[[], bytes], session_request: Callabl
     Outages raise (each caller answers them with ``outage``), counted in the war room first.
     """
     try:
+        length = meta.get("CONTENT_LENGTH") or "0"
+        too_large = not length.isdigit() or int(length) > WAR_MAX_BODY
+        # Read before the caller is known: a session caller's CSRF check parses a form-encoded body, after
+        # which Django could no longer give the body itself (RawPostDataException, a 500).
+        body = b"" if too_large else read_body()
         caller = _caller(meta, session_request)
         if isinstance(caller, Answer):
             return caller
-        length = meta.get("CONTENT_LENGTH") or "0"
-        if not length.isdigit() or int(length) > WAR_MAX_BODY:
+        if too_large:
             return refusal("too_large")
-        body = read_body()
         if not body:
             data = {}  # as DRF: an empty body is an empty object, refused below for its missing fields
         elif meta.get("CONTENT_TYPE", "").split(";")[0].strip().lower() != "application/json":

@@ -231,6 +231,10 @@ def test_the_production_application_answers_every_war_request_as_django_does(set
         "a Basic header": (body(early), {"HTTP_AUTHORIZATION": "Basic dXNlcjpwYXNz"}),
         "a session with its CSRF token": (body(early), session_cookie(make_user(), csrf=True)),
         "a session without its CSRF token": (body(early), session_cookie(make_user(), csrf=False)),
+        "a session posting a form": (
+            b"location_id=graha-dipta&time_slot=13:00",
+            {**session_cookie(make_user(), csrf=True), "CONTENT_TYPE": "application/x-www-form-urlencoded"},
+        ),
         "a session cookie that is no session": (body(early), {"HTTP_COOKIE": f"{settings.SESSION_COOKIE_NAME}=x"}),
     }
     for name, (content, environ) in cases.items():
