@@ -26,6 +26,8 @@ import datetime
 import json
 import logging
 import re
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -34,7 +36,7 @@ from importlib import import_module
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIRequest
 from django.core.signals import setting_changed
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, connections
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
@@ -335,6 +337,34 @@ class _SessionRequest:
 
 _VARY = [("Vary", "Accept-Language")]
 
+# How long a thread's database connection stays trusted between two war attempts without a health check.
+HEALTH_CHECK_EVERY = 1.0
+_health = threading.local()
+
+
+def _finish_database() -> None:
+    """What Django's ``request_finished`` does (``close_old_connections``: a broken or too old connection is
+    closed), except that a connection health-checked within the last ``HEALTH_CHECK_EVERY`` is trusted by
+    the next attempt without another check.
+
+    With ``CONN_HEALTH_CHECKS`` Django checks a connection (a ``SELECT 1`` round trip) at its first use in
+    every request. In an opening storm a thread commits a ticket every few milliseconds, and the check was
+    a fifth of a reservation's CPU (docs/benchmarks.md). Once a second per thread still catches a
+    connection PostgreSQL dropped while it sat idle; one it drops in between fails the INSERT, which the
+    reservation already treats as an outage (the seat is released or held for reconcile, the buyer hears
+    503 and retries), never as a ticket.
+    """
+    now = time.monotonic()
+    for conn in connections.all(initialized_only=True):
+        trusted = conn.health_check_done and now - getattr(_health, conn.alias, 0.0) < HEALTH_CHECK_EVERY
+        conn.close_if_unusable_or_obsolete()  # resets health_check_done: the next use checks the connection
+        if conn.connection is None:
+            continue
+        if trusted:
+            conn.health_check_done = True
+        else:
+            setattr(_health, conn.alias, now)  # checked at its next use, from now on trusted for a while
+
 
 def _session_headers(request: WSGIRequest) -> list[tuple[str, str]]:
     """What Django's session middleware adds for a session caller: ``Vary: Cookie``, and the cookie's removal
@@ -378,9 +408,8 @@ def application(environ: dict, start_response):
             request_log.error("Internal Server Error: %s", PATH, exc_info=True, extra={"status_code": 500})
             answer = Answer(500, error_body("server_error"))
     finally:
-        # What Django's request_finished does for us: a broken or too old database connection is closed.
         try:
-            close_old_connections()
+            _finish_database()
         except DatabaseError:  # closing a connection PostgreSQL already dropped: the answer stands
             log.warning("war endpoint: closing a broken database connection failed", exc_info=True)
     content = answer.content()

@@ -342,3 +342,40 @@ def wsgi_call(method: str, path: str, body: bytes = b"", *, app=None, **environ)
     finally:
         getattr(chunks, "close", lambda: None)()
     return answer["status"], answer["headers"], content
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_thread_checks_its_database_connection_once_a_second_not_before_every_reservation(monkeypatch):
+    """Django's CONN_HEALTH_CHECKS run a SELECT 1 at the first use in every request; the war path trusts a
+    connection checked within HEALTH_CHECK_EVERY, so an opening storm commits tickets without it."""
+    from django.db import connections
+
+    from queueing import war_endpoint
+
+    checks = []
+    wrapper = type(connections["default"])
+    is_usable = wrapper.is_usable
+
+    def counted(self):
+        checks.append(1)
+        return is_usable(self)
+
+    monkeypatch.setattr(wrapper, "is_usable", counted)
+    slot = make_slot(quota_size=20)
+
+    def reserve_six() -> None:
+        for _ in range(6):
+            token = ApiToken.issue(make_user())
+            status, _, content = wsgi_call("POST", "/api/war", json.dumps(war_body(slot)).encode(),
+                                           HTTP_AUTHORIZATION=f"Token {token}")  # fmt: skip
+            assert status == 201, content
+
+    monkeypatch.setattr(war_endpoint, "HEALTH_CHECK_EVERY", 60.0)
+    reserve_six()
+    assert len(checks) <= 1
+    # Negative control: trusted for no time at all, the connection is checked before every reservation.
+    checks.clear()
+    monkeypatch.setattr(war_endpoint, "HEALTH_CHECK_EVERY", 0.0)
+    reserve_six()
+    assert len(checks) >= 5
+    assert Ticket.objects.filter(slot=slot).count() == 12
