@@ -19,7 +19,8 @@ again within ``MEMBERSHIP_REFRESH_SECONDS``.
 
 Coalescing under load: states received while a fan-out is running replace older pending ones, so a
 process short of CPU sends fewer, newer messages instead of falling behind, and the final state always
-goes out last.
+goes out last. A new state (sold out) even cuts short the fan-out of an older count still in progress
+for thousands of viewers: those not reached yet get the final state first.
 
 Pacing: a falling count is news, not a change of state. With many viewers of a slot, its updates are
 spaced so that viewers x updates per second stays within ``WAR_LIVE_FRAMES_PER_SECOND`` for the process
@@ -192,6 +193,11 @@ class Hub:
             del self.pending[slot_id]
         return due, later
 
+    def _overtaken(self, slot_id: int, sending: dict) -> bool:
+        """Whether a pending state of the slot changes its state (open, sold out, closed): it goes out at once."""
+        pending = self.pending.get(slot_id)
+        return pending is not None and pending["state"] != sending["state"]
+
     async def _fan_out(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -214,6 +220,10 @@ class Hub:
                         self.discard(slot_id, viewer)
                     if n % YIELD_EVERY == YIELD_EVERY - 1:
                         await asyncio.sleep(0)
+                        if self._overtaken(slot_id, state):
+                            # A new state (sold out) arrived while this slot's older one was still going
+                            # out: the viewers not reached yet get the new one first, not after the old.
+                            break
 
 
 _hubs: dict[asyncio.AbstractEventLoop, Hub] = {}

@@ -567,3 +567,54 @@ def test_the_broadcaster_keeps_running_while_redis_is_unreachable(settings):
 
     assert run(scenario) == 0
     assert StopAfterThree.attempts == 3
+
+
+def test_sold_out_cuts_short_the_fan_out_of_an_older_count_still_going_out():
+    """Thousands of viewers take a while to write to; a sold-out arriving meanwhile must not wait for the
+    older count to reach the last of them: the viewers not reached yet get sold out first."""
+
+    class QuietLayer:
+        async def new_channel(self):
+            return "specific.test!hub"
+
+        async def group_add(self, group, channel):
+            pass
+
+        async def receive(self, channel):
+            await asyncio.sleep(3600)
+
+    count = 4 * fanout.YIELD_EVERY
+    counted = {"slot": 1, "version": 2, "state": "open", "remaining": 5}
+    sold_out = {"slot": 1, "version": 3, "state": "sold_out", "remaining": 0}
+
+    async def scenario():
+        hub = fanout.Hub(QuietLayer(), frames_per_second=10**9)
+        got: list[list[int]] = [[] for _ in range(count)]
+        offered: list[bool] = []
+
+        class Viewer:
+            def __init__(self, n):
+                self.n = n
+
+            async def push(self, version, text):
+                got[self.n].append(version)
+                if version == 2 and not offered:
+                    offered.append(True)
+                    hub.offer([sold_out])  # arrives as the count starts going out
+
+        viewers = [Viewer(n) for n in range(count)]
+        for viewer in viewers:
+            await hub.add(1, viewer)
+        hub.offer([counted])
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if all(g and g[-1] == 3 for g in got):
+                break
+        await hub.close()
+        return got
+
+    got = run(scenario)
+    assert all(g[-1] == 3 for g in got), "every viewer ends on sold out"
+    reached = sum(1 for g in got if g == [2, 3])
+    assert 0 < reached < count, f"the count reached {reached} of {count}: it was not cut short"
+    assert sum(1 for g in got if g == [3]) == count - reached
