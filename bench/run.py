@@ -80,7 +80,9 @@ SMOKE = Sizes(
     processes=2,
     seconds=0.5,
     warmup_seconds=0.3,
-    buyers=40,
+    # Enough tokens that none passes the per-account limit (10 attempts in 10 s) in the refusal phases, as
+    # in a full run: with 40, a fast server rate-limited every "not yet open" attempt.
+    buyers=1_000,
     storm_buyers=30,
     storm_attempts=2,
     seats=10,
