@@ -368,7 +368,7 @@ def _finish_database() -> None:
 
 def _session_headers(request: WSGIRequest) -> list[tuple[str, str]]:
     """What Django's session middleware adds for a session caller: ``Vary: Cookie``, and the cookie's removal
-    when it named no session. Asked of the middleware itself, which also turns a failed save into a 503."""
+    when it named no session. Asked of the middleware itself (the war never changes a session: no save)."""
     response = HttpResponse()
     response["Vary"] = "Accept-Language"
     response = SessionMiddleware(lambda _request: None).process_response(request, response)
