@@ -33,6 +33,7 @@ import os
 import threading
 import time
 
+from wartiket import pid
 from wartiket.celery import app
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ class Publisher:
     """One process's queue of ticket events and the daemon thread that publishes them in batches."""
 
     def __init__(self) -> None:
-        self.pid = os.getpid()
+        self.pid = pid.current()
         self.cond = threading.Condition(threading.Lock())
         self.events: collections.deque[tuple[str, str]] = collections.deque()
         self.thread: threading.Thread | None = None
@@ -159,10 +160,10 @@ def publisher() -> Publisher:
     """This process's publisher, made on first use; a forked child's first use makes its own."""
     global _publisher
     current = _publisher
-    if current is not None and current.pid == os.getpid():
+    if current is not None and current.pid == pid.current():
         return current
     with _create_lock:
-        if _publisher is None or _publisher.pid != os.getpid():
+        if _publisher is None or _publisher.pid != pid.current():
             _publisher = Publisher()
             # A multiprocessing child (each granian web worker is one) ends with os._exit(), which skips
             # atexit; it runs the finalizers registered in it instead (those of its parent are cleared).
@@ -181,7 +182,7 @@ def put(kind: str, code: str) -> None:
 def flush(timeout: float = EXIT_FLUSH_TIMEOUT_S) -> bool:
     """Publish what this process has queued (atexit; tests; the benchmark before it stops its clock)."""
     current = _publisher
-    if current is None or current.pid != os.getpid():
+    if current is None or current.pid != pid.current():
         return True  # nothing of this process's own; a parent's queue is the parent's to publish
     return current.flush(timeout)
 
