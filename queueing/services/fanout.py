@@ -2,7 +2,7 @@
 
 ``live_quota`` sends each tick's changed slot states as ONE group message to ``LIVE_GROUP``. Every
 daphne process that has viewers keeps one ``Hub``, the only member of that group on its behalf; the hub
-serializes each state once and writes it to every local viewer of that slot.
+serializes each state once, frames it once, and writes that frame to every local viewer of that slot.
 
 Why not a group per slot with every consumer in it (the textbook Channels layout, which we measured
 first): a broadcast then costs one Redis list push per viewer, and each of thousands of consumers wakes,
@@ -55,8 +55,28 @@ RETRY_SECONDS = 1.0
 MEMBERSHIP_REFRESH_SECONDS = 2.0
 
 
+class Frame:
+    """One state for every viewer of a slot, encoded once: JSON text, and the WebSocket frame built from it.
+
+    The frame is autobahn's broadcast API (``prepareMessage`` once, ``sendPreparedMessage`` per socket), what
+    daphne's own send path would frame anew for each viewer.
+    """
+
+    __slots__ = ("_prepared", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._prepared = None
+
+    def prepared(self, protocol):
+        """The frame for ``protocol`` (an autobahn server protocol); made on first use, then shared."""
+        if self._prepared is None:
+            self._prepared = protocol.factory.prepareMessage(self.text.encode())
+        return self._prepared
+
+
 class Viewer(Protocol):
-    async def push(self, version: int, text: str) -> None: ...
+    async def push(self, version: int, frame: Frame) -> None: ...
 
 
 class Sent(NamedTuple):
@@ -211,10 +231,10 @@ class Hub:
                 self.timer = loop.call_at(later, self.wakeup.set)
             for slot_id, state in batch.items():
                 self.last_sent[slot_id] = Sent(now, state["state"], state["version"])
-                text = json.dumps(state, separators=(",", ":"))
+                frame = Frame(json.dumps(state, separators=(",", ":")))
                 for n, viewer in enumerate(list(self.viewers.get(slot_id, ()))):
                     try:
-                        await viewer.push(state["version"], text)
+                        await viewer.push(state["version"], frame)
                     except Exception:  # one broken socket must not stop the others' updates
                         log.exception("live fan-out: could not push to a viewer of slot %s", slot_id)
                         self.discard(slot_id, viewer)

@@ -1,8 +1,8 @@
 """Live quota over Channels: the consumer, the coalescing broadcaster, and the `live_quota` command.
 
-The channel layer is the real Redis one and the consumer runs behind the real ASGI stack (origin check,
-session auth). The broadcaster is driven tick by tick where a test needs determinism, and run as its
-real loop where a test needs a burst racing it.
+The channel layer is the real Redis one and the consumer runs behind the real ASGI stack (origin check;
+viewers need no session, so none is loaded). The broadcaster is driven tick by tick where a test needs
+determinism, and run as its real loop where a test needs a burst racing it.
 """
 
 from __future__ import annotations
