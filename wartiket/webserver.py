@@ -22,6 +22,8 @@ import argparse
 import os
 import sys
 
+from wartiket.serve import WEB_THREADS, WEB_WORKERS  # the production sizes (serve.py says why)
+
 TARGET = "wartiket.wsgi:application"
 # Seconds a stopping worker gets to finish its requests (SIGTERM → SIGKILL); in-flight reservations finish.
 GRACEFUL_TIMEOUT = 20
@@ -45,8 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m wartiket.webserver", description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
-    parser.add_argument("--workers", type=int, default=2, help="processes (default 2)")
-    parser.add_argument("--threads", type=int, default=2, help="Python threads per process (default 2)")
+    parser.add_argument("--workers", type=int, default=WEB_WORKERS, help="processes (default %(default)s)")
+    parser.add_argument(
+        "--threads", type=int, default=WEB_THREADS, help="Python threads per process (default %(default)s)"
+    )
     parser.add_argument("--backlog", type=int, default=2048)
     return parser
 

@@ -166,7 +166,6 @@ def principal_for_token(raw_key: str) -> Principal | None:
 
 
 def _token_facts(key: str) -> dict | str:
-    r = get_redis()
     # On this thread's own connection: in a war's opening, every buyer's first attempt comes here.
     cached = redis_command("GET", key)
     if cached:
@@ -175,10 +174,10 @@ def _token_facts(key: str) -> dict | str:
         return facts
     token = ApiToken.objects.select_related("user").filter(key_hash=key.rsplit(":", 1)[1]).first()
     if token is None:
-        r.set(key, UNKNOWN, ex=NEGATIVE_TTL)
+        get_redis().set(key, UNKNOWN, ex=NEGATIVE_TTL)
         return UNKNOWN
     facts = _facts(token.user)
-    r.set(key, json.dumps(facts), ex=IDENTITY_TTL)
+    get_redis().set(key, json.dumps(facts), ex=IDENTITY_TTL)
     return facts
 
 
@@ -190,7 +189,6 @@ def principal_for_session(session) -> Principal | None:
     key = _user_key(user_id)
     facts = local.get(key)
     if facts is None:
-        r = get_redis()
         cached = redis_command("GET", key)
         if cached:
             facts = json.loads(cached)
@@ -200,7 +198,7 @@ def principal_for_session(session) -> Principal | None:
             if user is None:
                 return None
             facts = _facts(user)
-            r.set(key, json.dumps(facts), ex=IDENTITY_TTL)
+            get_redis().set(key, json.dumps(facts), ex=IDENTITY_TTL)
     # Same rule as django.contrib.auth.get_user: a password change logs out every other session.
     if not constant_time_compare(session.get(HASH_SESSION_KEY, ""), facts["sh"]):
         return None

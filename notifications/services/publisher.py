@@ -8,7 +8,7 @@ first event for more to arrive (or until ``BATCH_MAX`` are waiting) and publishe
 
 What is promised, and why it still holds:
 
-- Exactly one Telegram message per event: the worker records each event with ``notify.record_ticket_event``
+- Exactly one Telegram message per event: the worker records a batch with ``notify.record_ticket_events``
   (idempotent over the Notification row's unique constraint) and delivery claims the row; neither cares
   whether an event came alone or in a batch, or twice.
 - Nothing is lost beyond what the sweeper backfills. An event lives only in this process's memory until

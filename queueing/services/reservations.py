@@ -236,14 +236,14 @@ TICKET_INSERT_COLUMNS = (
     "created_at",
     "cancelled_at",
 )
-TICKET_INSERT = (
-    "INSERT INTO queueing_ticket (slot_id, user_id, queue_number, code, status, person, war_day, one_per_day,"
-    " reserved_at, created_at, cancelled_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-)
+_PLACEHOLDERS = ", ".join(["%s"] * len(TICKET_INSERT_COLUMNS))
+TICKET_INSERT = f"INSERT INTO queueing_ticket ({', '.join(TICKET_INSERT_COLUMNS)}) VALUES ({_PLACEHOLDERS})"  # noqa: S608 (constants only)
 
 
 def _insert_ticket(principal, ref: SlotRef, number: int, code: str, reserved_ms: int) -> None:
-    """INSERT the new ticket (autocommit: committed when this returns), with what ``_new_ticket`` would save."""
+    """INSERT the new ticket (autocommit: committed when this returns), with what ``_new_ticket`` would save.
+
+    The values in ``TICKET_INSERT_COLUMNS`` order."""
     with connection.cursor() as cursor:
         cursor.execute(
             TICKET_INSERT,

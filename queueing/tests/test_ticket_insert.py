@@ -32,7 +32,6 @@ def columns_of(sql: str) -> list[str]:
 def test_every_column_of_the_ticket_table_but_the_id_is_written_as_the_orm_writes_it(settings):
     model_columns = [f.column for f in Ticket._meta.concrete_fields if not f.primary_key]
     assert sorted(reservations.TICKET_INSERT_COLUMNS) == sorted(model_columns)  # a new field fails here
-    assert columns_of(reservations.TICKET_INSERT) == list(reservations.TICKET_INSERT_COLUMNS)
 
     slot = make_slot(quota_size=5)
     ref = catalog.by_id(slot.pk)
